@@ -1,0 +1,228 @@
+"""The executor: collect pending nodes, run them, release buffers early, then commit.
+
+One ``eval`` is: an iterative post-order walk from the requested tensors over *pending* nodes only;
+a run in that order on the calling thread, releasing each intermediate buffer after its last use
+and donating a dying input buffer to an elementwise output; and, only once everything succeeded, a
+commit that stores buffers in the nodes that someone can still see and detaches their inputs. A
+failure therefore leaves every node exactly as it was (pending, inputs intact).
+"""
+cimport cython
+from cpython.ref cimport PyObject
+from cpython.list cimport PyList_GET_ITEM
+from libc.stdlib cimport malloc, free
+
+from metalcandle._graph cimport (Tensor, OP_COUNT, FIRST_UNARY, LAST_BINARY, OP_WHERE, OP_CAST)
+from metalcandle import _graph
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject *o)
+
+cdef long long _epoch = 0
+cdef list _impls = None
+cdef object _ndarray = None, _asarray = None, _errstate = None
+cdef dict _stats = {"evals": 0, "nodes": 0, "donated": 0, "released": 0}
+
+
+def stats():
+    """Counters since start: evals, nodes run, buffers donated/released early."""
+    return dict(_stats)
+
+
+cdef int _load_backend() except -1:
+    global _impls, _ndarray, _asarray, _errstate
+    from metalcandle.backends import numpy_backend
+    import numpy
+    _impls = numpy_backend.IMPLS
+    _ndarray = numpy.ndarray
+    _asarray = numpy.asarray
+    _errstate = numpy.errstate
+    if len(_impls) != OP_COUNT:
+        raise ImportError("metalcandle: numpy backend table is out of step with the op list")
+    return 0
+
+
+cdef int _flatten(object x, list out) except -1:
+    # Nested lists/tuples/dicts of tensors, as mx.eval accepts; other leaves are ignored.
+    if type(x) is Tensor:
+        out.append(x)
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            _flatten(v, out)
+    elif isinstance(x, dict):
+        for v in (<dict>x).values():
+            _flatten(v, out)
+    return 0
+
+
+def eval(*args):
+    """Compute every tensor in ``args`` (tensors or nested lists/tuples/dicts of them) in one pass.
+
+    >>> import metalcandle as mc
+    >>> a = mc.ones((2,)) + 1
+    >>> b = a * 3
+    >>> mc.eval(a, {"b": b})
+    >>> b.tolist()
+    [6.0, 6.0]
+    """
+    cdef list outs = []
+    _flatten(args, outs)
+    if outs:
+        run(outs)
+
+
+cdef list collect(list outs, long long ep):
+    # Iterative post-order walk; a node's slot is -1 while its inputs are being visited.
+    cdef list order = []
+    cdef list stack = []
+    cdef Tensor t, u
+    for t in outs:
+        if t.status == 0 and t.visit != ep:
+            stack.append(t)
+            while stack:
+                u = <Tensor>stack[len(stack) - 1]
+                if u.visit != ep:
+                    u.visit = ep
+                    u.slot = -1
+                    for v in u.inputs:
+                        if (<Tensor>v).status == 0 and (<Tensor>v).visit != ep:
+                            stack.append(v)
+                else:
+                    stack.pop()
+                    if u.slot == -1:
+                        u.slot = len(order)
+                        order.append(u)
+    return order
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef run(list outs):
+    global _epoch
+    if _impls is None:
+        _load_backend()
+    _epoch += 1
+    cdef long long ep = _epoch
+    cdef list order = collect(outs, ep)
+    cdef Py_ssize_t n = len(order)
+    if n == 0:
+        return
+    cdef Py_ssize_t i, j, k, s, total = 0, nin
+    cdef Tensor t, u
+    for i in range(n):
+        total += len((<Tensor>order[i]).inputs)
+    # Flat C tables: input slots (-1: already evaluated) per node, remaining uses, kept flags.
+    cdef Py_ssize_t *start = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *slots = <Py_ssize_t *>malloc((total + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *uses = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
+    cdef char *kept = <char *>malloc(n)
+    if not start or not slots or not uses or not kept:
+        free(start); free(slots); free(uses); free(kept)
+        raise MemoryError("eval: cannot allocate the plan tables")
+    try:
+        k = 0
+        for i in range(n):
+            uses[i] = 0
+            kept[i] = 0
+        for i in range(n):
+            t = <Tensor>order[i]
+            start[i] = k
+            for v in t.inputs:
+                u = <Tensor>v
+                if u.status == 0:
+                    slots[k] = u.slot
+                    uses[u.slot] += 1
+                else:
+                    slots[k] = -1
+                k += 1
+        start[n] = k
+        for v in outs:
+            if (<Tensor>v).status == 0:
+                kept[(<Tensor>v).slot] = 1
+        t = None
+        u = None
+        v = None
+        # A node referenced from outside this plan (a user variable, another pending graph) keeps
+        # its buffer: refs beyond the order list and in-plan consumers mean someone else holds it.
+        for i in range(n):
+            if Py_REFCNT(PyList_GET_ITEM(order, i)) > 1 + uses[i]:
+                kept[i] = 1
+        # IEEE semantics, as on the GPU: inf/nan results are values, not warnings.
+        with _errstate(all="ignore"):
+            vals = execute(order, n, start, slots, uses, kept)
+        for i in range(n):
+            if kept[i]:
+                t = <Tensor>order[i]
+                t.data = vals[i]
+                t.status = 1
+                t.inputs = ()
+        _stats["evals"] += 1
+        _stats["nodes"] += n
+    finally:
+        free(start); free(slots); free(uses); free(kept)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef list execute(list order, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *slots,
+                  Py_ssize_t *uses, char *kept):
+    cdef list vals = [None] * n
+    cdef list ins
+    cdef Py_ssize_t i, k, s, donor
+    cdef Tensor t, u
+    cdef int op
+    cdef object impl, out, buf, r
+    cdef list impls = _impls
+    for i in range(n):
+        t = <Tensor>order[i]
+        op = t.op
+        ins = []
+        donor = -1
+        for k in range(start[i], start[i + 1]):
+            s = slots[k]
+            if s >= 0:
+                ins.append(vals[s])
+                if uses[s] == 1 and not kept[s]:
+                    donor = s
+            else:
+                ins.append((<Tensor>t.inputs[k - start[i]]).data)
+        out = None
+        if donor >= 0 and (FIRST_UNARY <= op <= LAST_BINARY or op == OP_WHERE) and op != OP_CAST:
+            u = <Tensor>order[donor]
+            # The dying input's buffer becomes the output if it is a plain owner of its memory
+            # that nothing else (no view, no other node) refers to, with our shape and dtype.
+            if u.dtype == t.dtype and u.ndim == t.ndim and _same_shape(u, t) \
+                    and Py_REFCNT(PyList_GET_ITEM(vals, donor)) == 2:
+                buf = vals[donor]
+                if buf.base is None and buf.flags.writeable:
+                    out = buf
+        impl = impls[op]
+        try:
+            r = impl(t, ins, out)
+        except Exception as e:
+            if hasattr(e, "add_note"):
+                e.add_note(f"while evaluating {_graph.op_names[op]} -> {t.shape} {t.dtype.name}; "
+                           "every requested tensor is still pending and can be evaluated again")
+            raise
+        # NumPy returns scalars for 0-d results; nodes always hold arrays.
+        vals[i] = r if type(r) is _ndarray else _asarray(r)
+        if out is not None:
+            _stats["donated"] += 1
+        ins = None
+        out = None
+        buf = None
+        for k in range(start[i], start[i + 1]):
+            s = slots[k]
+            if s >= 0:
+                uses[s] -= 1
+                if uses[s] == 0 and not kept[s]:
+                    vals[s] = None
+                    _stats["released"] += 1
+    return vals
+
+
+cdef inline bint _same_shape(Tensor a, Tensor b) noexcept:
+    cdef int i
+    for i in range(a.ndim):
+        if a.shape[i] != b.shape[i]:
+            return False
+    return True

@@ -1,0 +1,620 @@
+# cython: freethreading_compatible = False
+"""The graph core: a Tensor *is* a node of the lazy graph (there is no graph object).
+
+Hot path only: node creation, shape/dtype inference and the operators. The op-family builders are
+split into the included ``_b_*.pxi`` files so that this extension stays one module (one import, direct
+C calls between builders) while each file keeps to one role.
+"""
+cimport cython
+import builtins as _bi
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+
+from metalcandle.errors import (ShapeError, BroadcastError, AxisError, DTypeError,
+                                MetalcandleError)
+
+# ----------------------------------------------------------------------------------- dtypes
+
+cdef list DTYPES = []
+cdef dict DTYPE_BY_NAME = {}
+cdef int PROMOTE[DT_COUNT][DT_COUNT]
+cdef long long INT_MIN[DT_COUNT]
+cdef long long INT_MAX[DT_COUNT]
+
+
+cdef class DType:
+    """A tensor element type (``mc.float32``, ``mc.int32``, ...).
+
+    >>> import metalcandle as mc
+    >>> mc.float16.itemsize, mc.float16.name
+    (2, 'float16')
+    """
+    def __repr__(self):
+        return f"metalcandle.{self.name}"
+
+    def __reduce__(self):
+        return (_dtype_by_name, (self.name,))
+
+    def __eq__(self, other):
+        if isinstance(other, DType):
+            return self is other
+        try:
+            return to_dtype(other, "dtype") is self
+        except (DTypeError, TypeError):
+            return False
+
+    def __hash__(self):
+        return hash(self.name)
+
+
+DTYPES_LIST = DTYPES
+
+
+def _int_bounds(int code):
+    return INT_MIN[code], INT_MAX[code]
+
+
+def _dtype_by_name(name):
+    return DTYPE_BY_NAME[name]
+
+
+cdef _mk(int code, str name, int itemsize, str kind):
+    cdef DType d = DType.__new__(DType)
+    d.code = code
+    d.name = name
+    d.itemsize = itemsize
+    d.kind = kind
+    DTYPES.append(d)
+    DTYPE_BY_NAME[name] = d
+
+
+_mk(DT_BOOL, "bool", 1, "b")
+_mk(DT_UINT8, "uint8", 1, "u")
+_mk(DT_INT8, "int8", 1, "i")
+_mk(DT_INT16, "int16", 2, "i")
+_mk(DT_UINT32, "uint32", 4, "u")
+_mk(DT_INT32, "int32", 4, "i")
+_mk(DT_INT64, "int64", 8, "i")
+_mk(DT_FLOAT16, "float16", 2, "f")
+_mk(DT_BFLOAT16, "bfloat16", 2, "f")
+_mk(DT_FLOAT32, "float32", 4, "f")
+_mk(DT_FLOAT64, "float64", 8, "f")
+DTYPE_BY_NAME["bool_"] = DTYPES[DT_BOOL]
+DTYPE_BY_NAME["half"] = DTYPES[DT_FLOAT16]
+DTYPE_BY_NAME["float"] = DTYPES[DT_FLOAT32]
+DTYPE_BY_NAME["double"] = DTYPES[DT_FLOAT64]
+
+bool_ = DTYPES[DT_BOOL]
+uint8 = DTYPES[DT_UINT8]
+int8 = DTYPES[DT_INT8]
+int16 = DTYPES[DT_INT16]
+uint32 = DTYPES[DT_UINT32]
+int32 = DTYPES[DT_INT32]
+int64 = DTYPES[DT_INT64]
+float16 = DTYPES[DT_FLOAT16]
+bfloat16 = DTYPES[DT_BFLOAT16]
+float32 = DTYPES[DT_FLOAT32]
+float64 = DTYPES[DT_FLOAT64]
+
+
+cdef inline bint is_float(int d) noexcept:
+    return d >= DT_FLOAT16
+
+cdef inline bint is_int(int d) noexcept:
+    return DT_UINT8 <= d <= DT_INT64
+
+
+cdef int _rule(DType a, DType b):
+    # NumPy / array-API promotion within a kind; across kinds the MLX rule (int with float gives
+    # that float, so float16 training code stays float16); bfloat16 with float16 gives float32.
+    if a is b:
+        return a.code
+    if a.kind == "b":
+        return b.code
+    if b.kind == "b":
+        return a.code
+    if a.kind == "f" and b.kind == "f":
+        if {a.code, b.code} == {DT_FLOAT16, DT_BFLOAT16}:
+            return DT_FLOAT32
+        return a.code if a.itemsize > b.itemsize else b.code
+    if a.kind == "f":
+        return a.code
+    if b.kind == "f":
+        return b.code
+    if a.kind == b.kind:
+        return a.code if a.itemsize > b.itemsize else b.code
+    u, s = (a, b) if a.kind == "u" else (b, a)
+    if s.itemsize > u.itemsize:
+        return s.code
+    return DT_INT16 if u.itemsize == 1 else DT_INT64
+
+
+def _init_tables():
+    for a in DTYPES:
+        for b in DTYPES:
+            PROMOTE[(<DType>a).code][(<DType>b).code] = _rule(a, b)
+    bounds = {DT_BOOL: (0, 1), DT_UINT8: (0, 255), DT_INT8: (-128, 127), DT_INT16: (-32768, 32767),
+              DT_UINT32: (0, 2**32 - 1), DT_INT32: (-2**31, 2**31 - 1),
+              DT_INT64: (-2**63, 2**63 - 1)}
+    for code, (lo, hi) in bounds.items():
+        INT_MIN[code] = lo
+        INT_MAX[code] = hi
+
+_init_tables()
+
+
+cdef int promote(int a, int b) noexcept:
+    return PROMOTE[a][b]
+
+
+def result_type(*args):
+    """The dtype an elementwise op on ``args`` produces (tensors, dtypes or Python scalars).
+
+    Python scalars are *weak*: they take the tensor's dtype when they can.
+
+    >>> import metalcandle as mc
+    >>> mc.result_type(mc.float16, 1.5), mc.result_type(mc.int8, mc.uint8), mc.result_type(mc.int32, 2.0)
+    (metalcandle.float16, metalcandle.int16, metalcandle.float32)
+    """
+    cdef int strong = -1
+    weak = []
+    for a in args:
+        if type(a) is Tensor:
+            code = (<Tensor>a).dtype
+        elif type(a) in (bool, int, float):
+            weak.append(a)
+            continue
+        else:
+            code = to_dtype(a, "result_type").code
+        strong = code if strong < 0 else PROMOTE[strong][code]
+    if strong < 0:
+        strong = DT_BOOL if _bi.all(type(w) is bool for w in weak) else (
+            DT_FLOAT32 if _bi.any(type(w) is float for w in weak) else DT_INT32)
+        weak = []
+    for w in weak:
+        strong = weak_dtype(strong, w)
+    return DTYPES[strong]
+
+
+cdef _ml_dtypes_checked = False
+
+cdef int need_bf16(str opname) except -1:
+    global _ml_dtypes_checked
+    if not _ml_dtypes_checked:
+        import importlib.util
+        if importlib.util.find_spec("ml_dtypes") is None:
+            raise DTypeError(f"{opname}: bfloat16 needs the 'ml_dtypes' package "
+                             "(pip install ml_dtypes, or metalcandle[bf16])")
+        _ml_dtypes_checked = True
+    return 0
+
+
+cpdef DType to_dtype(object d, str opname):
+    """Map a user dtype spec (DType, name, NumPy dtype or scalar type) to a DType."""
+    cdef DType r
+    if isinstance(d, DType):
+        r = <DType>d
+    else:
+        name = d if isinstance(d, str) else getattr(d, "name", None)
+        if name is None:
+            name = getattr(d, "__name__", None)
+            if d is float:
+                name = "float32"
+            elif d is int:
+                name = "int32"
+            elif d is bool:
+                name = "bool"
+        r = DTYPE_BY_NAME.get(name) if isinstance(name, str) else None
+        if r is None:
+            raise DTypeError(f"{opname}: unsupported dtype {d!r}; supported: "
+                             + ", ".join([(<DType>x).name for x in DTYPES]))
+    if r.code == DT_BFLOAT16:
+        need_bf16(opname)
+    return r
+
+
+cdef int weak_dtype(int t, object s) except -1:
+    # The dtype of (tensor of dtype t) op (Python scalar s), and the range check for ints.
+    cdef int overflow = 0
+    cdef long long v
+    if type(s) is bool:
+        return t
+    if type(s) is int:
+        if t == DT_BOOL:
+            t = DT_INT32
+        if is_int(t):
+            v = PyLong_AsLongLongAndOverflow(s, &overflow)
+            if overflow or v < INT_MIN[t] or v > INT_MAX[t]:
+                raise OverflowError(f"Python int {s} is out of bounds for {DTYPES[t].name}")
+        return t
+    return t if is_float(t) else DT_FLOAT32
+
+# ----------------------------------------------------------------------------------- nodes
+
+cdef list OP_NAMES = [
+    "constant", "full", "arange", "linspace", "eye", "random",
+    "negative", "abs", "sign", "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "square",
+    "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu", "gelu", "gelu_approx", "silu",
+    "erf", "floor", "ceil", "round", "logical_not", "astype",
+    "add", "subtract", "multiply", "divide", "floor_divide", "remainder", "power", "maximum",
+    "minimum", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal",
+    "logical_and", "logical_or",
+    "where",
+    "sum", "mean", "prod", "max", "min", "argmax", "argmin", "var", "std", "logsumexp", "all",
+    "any",
+    "matmul", "reshape", "transpose", "broadcast_to", "getitem", "concatenate", "take",
+    "take_along_axis",
+    "softmax", "log_softmax", "rms_norm", "layer_norm", "rope",
+    "scaled_dot_product_attention", "lora", "lora_linear",
+]
+if len(OP_NAMES) != OP_COUNT:
+    raise ImportError("metalcandle._graph: OP_NAMES is out of step with the Op enum")
+op_names = tuple(OP_NAMES)
+
+# The executor's eval function, installed by metalcandle/__init__.py (it cimports this module).
+_eval_hook = None
+# Default device code for new nodes (0 = cpu); see devices.py.
+cdef int _default_device = 0
+
+
+def _set_default_device_code(int code):
+    global _default_device
+    _default_device = code
+
+
+@cython.final
+@cython.freelist(512)
+@cython.trashcan(True)
+cdef class Tensor:
+    """A lazy n-dimensional array: a node of the computation graph.
+
+    Building ops only records the node; values are computed by ``mc.eval`` or on first use
+    (``item``, ``tolist``, ``numpy``, ``np.asarray``, ``repr``, ``bool/int/float``).
+
+    >>> import metalcandle as mc
+    >>> x = mc.arange(4, dtype=mc.float32)
+    >>> y = (x * 2 + 1).sum()      # nothing computed yet
+    >>> y.item()
+    16.0
+    """
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Tensor cannot be constructed directly; use metalcandle.array(...)")
+
+    cdef tuple shape_tuple(self):
+        cdef int i
+        return tuple([self.shape[i] for i in range(self.ndim)])
+
+    # -- metadata (never evaluates)
+    @property
+    def shape(self):
+        """The shape as a tuple of ints."""
+        return self.shape_tuple()
+
+    @property
+    def dtype(self):
+        """The element type (a :class:`DType`)."""
+        return DTYPES[self.dtype]
+
+    @property
+    def ndim(self):
+        return self.ndim
+
+    @property
+    def size(self):
+        return self.size
+
+    @property
+    def itemsize(self):
+        return (<DType>DTYPES[self.dtype]).itemsize
+
+    @property
+    def nbytes(self):
+        return self.size * (<DType>DTYPES[self.dtype]).itemsize
+
+    @property
+    def is_evaluated(self):
+        """True once the value has been computed (the node then holds no inputs)."""
+        return self.status == 1
+
+    @property
+    def op(self):
+        """Name of the primitive that produces this tensor."""
+        return OP_NAMES[self.op]
+
+    # -- executor/backend access to the node's parameters
+    @property
+    def _op(self):
+        return self.op
+
+    @property
+    def _dtype_code(self):
+        return self.dtype
+
+    @property
+    def _inputs(self):
+        return self.inputs
+
+    @property
+    def _aux(self):
+        return self.aux
+
+    @property
+    def _scalar(self):
+        return self.scalar
+
+    @property
+    def _flags(self):
+        return self.flags
+
+    @property
+    def _data(self):
+        return self.data
+
+    # -- evaluation
+    def eval(self):
+        """Compute this tensor (and what it needs) now; returns self."""
+        if self.status == 0:
+            _eval_hook((self,))
+        return self
+
+    def _value(self):
+        if self.status == 0:
+            _eval_hook((self,))
+        return self.data
+
+    def numpy(self):
+        """The value as a NumPy array (zero-copy view of the evaluated buffer)."""
+        return self._value()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self._value()
+        if dtype is not None and a.dtype != dtype:
+            if copy is False:
+                raise ValueError("Tensor.__array__: a dtype change needs a copy")
+            return a.astype(dtype)
+        return a.copy() if copy else a
+
+    def item(self):
+        """The value of a one-element tensor as a Python scalar."""
+        if self.size != 1:
+            raise ShapeError(f"item: needs a tensor with one element, got shape {self.shape_tuple()}")
+        v = self._value()
+        if self.dtype == DT_BFLOAT16:
+            return float(v.reshape(-1)[0])
+        return v.item()
+
+    def tolist(self):
+        """The value as nested Python lists (a scalar for 0-d tensors)."""
+        v = self._value()
+        if self.dtype == DT_BFLOAT16:
+            import numpy
+            v = v.astype(numpy.float32)
+        return v.tolist()
+
+    def __repr__(self):
+        v = self._value()
+        if self.dtype == DT_BFLOAT16:
+            import numpy
+            v = v.astype(numpy.float32)
+        body = repr(v)
+        if body.startswith("array("):
+            body = body[6:-1]
+            # NumPy appends its own dtype for some types; ours is added below.
+            cut = body.rfind(", dtype=")
+            if cut >= 0:
+                body = body[:cut]
+        return f"tensor({body}, dtype={DTYPES[self.dtype].name})"
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"The truth value of a tensor with shape {self.shape_tuple()} is "
+                             "ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __index__(self):
+        if not is_int(self.dtype) and self.dtype != DT_BOOL:
+            raise TypeError(f"only integer tensors can be used as an index, not {DTYPES[self.dtype].name}")
+        return int(self.item())
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __hash__(self):
+        return id(self) >> 4
+
+    def __reduce__(self):
+        return (_unpickle, (self.numpy(),))
+
+    def __setitem__(self, key, value):
+        raise TypeError("Tensor is immutable; build a new tensor, e.g. mc.where(mask, value, x)")
+
+    # -- operators (scalars are weak and stored in the node)
+    def __add__(self, other): return binary(OP_ADD, self, other)
+    def __radd__(self, other): return binary(OP_ADD, other, self)
+    def __sub__(self, other): return binary(OP_SUB, self, other)
+    def __rsub__(self, other): return binary(OP_SUB, other, self)
+    def __mul__(self, other): return binary(OP_MUL, self, other)
+    def __rmul__(self, other): return binary(OP_MUL, other, self)
+    def __truediv__(self, other): return binary(OP_DIV, self, other)
+    def __rtruediv__(self, other): return binary(OP_DIV, other, self)
+    def __floordiv__(self, other): return binary(OP_FLOORDIV, self, other)
+    def __rfloordiv__(self, other): return binary(OP_FLOORDIV, other, self)
+    def __mod__(self, other): return binary(OP_MOD, self, other)
+    def __rmod__(self, other): return binary(OP_MOD, other, self)
+    def __pow__(self, other, mod=None): return binary(OP_POW, self, other)
+    def __rpow__(self, other, mod=None): return binary(OP_POW, other, self)
+    def __matmul__(self, other): return matmul(self, other)
+    def __rmatmul__(self, other): return matmul(other, self)
+    def __and__(self, other): return _bitwise_logic(OP_LOGICAL_AND, self, other, "&")
+    def __rand__(self, other): return _bitwise_logic(OP_LOGICAL_AND, other, self, "&")
+    def __or__(self, other): return _bitwise_logic(OP_LOGICAL_OR, self, other, "|")
+    def __ror__(self, other): return _bitwise_logic(OP_LOGICAL_OR, other, self, "|")
+    def __invert__(self):
+        if self.dtype != DT_BOOL:
+            raise DTypeError(f"invert: ~ is defined for bool tensors only, got {DTYPES[self.dtype].name}")
+        return unary(OP_LOGICAL_NOT, self)
+    def __neg__(self): return unary(OP_NEG, self)
+    def __pos__(self): return self
+    def __abs__(self): return unary(OP_ABS, self)
+    def __eq__(self, other): return binary(OP_EQ, self, other)
+    def __ne__(self, other): return binary(OP_NE, self, other)
+    def __lt__(self, other): return binary(OP_LT, self, other)
+    def __le__(self, other): return binary(OP_LE, self, other)
+    def __gt__(self, other): return binary(OP_GT, self, other)
+    def __ge__(self, other): return binary(OP_GE, self, other)
+    def __getitem__(self, key): return getitem(self, key)
+
+    # -- methods an MLX/NumPy user expects (thin: the builders do the work)
+    def astype(self, dtype): return astype(self, dtype)
+    def reshape(self, *shape):
+        return reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape)
+    def transpose(self, *axes):
+        return transpose(self, axes[0] if len(axes) == 1 and not isinstance(axes[0], int)
+                         else (axes or None))
+    @property
+    def T(self): return transpose(self, None)
+    def flatten(self): return reshape(self, (-1,))
+    def squeeze(self, axis=None): return squeeze(self, axis)
+    def swapaxes(self, a, b): return swapaxes(self, a, b)
+    def sum(self, axis=None, keepdims=False): return sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return mean(self, axis, keepdims)
+    def prod(self, axis=None, keepdims=False): return prod(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return min(self, axis, keepdims)
+    def argmax(self, axis=None, keepdims=False): return argmax(self, axis, keepdims)
+    def argmin(self, axis=None, keepdims=False): return argmin(self, axis, keepdims)
+    def var(self, axis=None, keepdims=False, ddof=0): return var(self, axis, keepdims, ddof)
+    def std(self, axis=None, keepdims=False, ddof=0): return std(self, axis, keepdims, ddof)
+    def all(self, axis=None, keepdims=False): return all(self, axis, keepdims)
+    def any(self, axis=None, keepdims=False): return any(self, axis, keepdims)
+    def exp(self): return unary(OP_EXP, self)
+    def log(self): return unary(OP_LOG, self)
+    def sqrt(self): return unary(OP_SQRT, self)
+    def abs(self): return unary(OP_ABS, self)
+    def square(self): return unary(OP_SQUARE, self)
+
+
+def _unpickle(a):
+    from metalcandle.creation import array
+    return array(a)
+
+
+cdef Tensor new_node(int op, int dtype, tuple inputs, int ndim, const Py_ssize_t *shape):
+    # ndim and the element count were validated by the caller.
+    cdef Tensor t = Tensor.__new__(Tensor)
+    cdef int i
+    cdef Py_ssize_t n = 1
+    t.op = op
+    t.dtype = dtype
+    t.ndim = ndim
+    for i in range(ndim):
+        t.shape[i] = shape[i]
+        n *= shape[i]
+    t.size = n
+    t.inputs = inputs
+    t.device = _default_device
+    return t
+
+
+cdef str fmt_shape(int ndim, const Py_ssize_t *shape):
+    cdef int i
+    if ndim == 1:
+        return f"({shape[0]},)"
+    return "(" + ", ".join([str(shape[i]) for i in range(ndim)]) + ")"
+
+
+cdef str shape_str(Tensor t):
+    return fmt_shape(t.ndim, t.shape)
+
+
+cdef str desc(Tensor t):
+    return f"{shape_str(t)} {DTYPES[t.dtype].name}"
+
+
+cdef int norm_axis(int axis, int ndim, str opname) except -1:
+    if axis < -ndim or axis >= ndim:
+        raise AxisError(f"{opname}: axis {axis} is out of bounds for a tensor with {ndim} dims")
+    return axis + ndim if axis < 0 else axis
+
+
+cdef int check_shape(int ndim, Py_ssize_t *shape, str opname) except -1:
+    # Negative dims and element counts that overflow are user errors, raised before allocating.
+    cdef Py_ssize_t n = 1
+    cdef int i
+    if ndim > MAXDIM:
+        raise ShapeError(f"{opname}: {ndim} dims exceed the maximum of {MAXDIM}")
+    for i in range(ndim):
+        if shape[i] < 0:
+            raise ShapeError(f"{opname}: negative dimension in shape {fmt_shape(ndim, shape)}")
+        if shape[i] and n > (<Py_ssize_t>1 << 62) // shape[i]:
+            raise ShapeError(f"{opname}: shape {fmt_shape(ndim, shape)} has too many elements")
+        n *= shape[i]
+    return 0
+
+
+cdef int parse_shape(object shape, Py_ssize_t *out, str opname) except -1:
+    # Accepts an int or a sequence of ints; returns ndim.
+    cdef int nd, i
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        seq = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{opname}: shape must be an int or a sequence of ints, got {shape!r}") from None
+    nd = len(seq)
+    if nd > MAXDIM:
+        raise ShapeError(f"{opname}: {nd} dims exceed the maximum of {MAXDIM}")
+    for i in range(nd):
+        s = seq[i]
+        if type(s) is bool or not hasattr(s, "__index__"):
+            raise TypeError(f"{opname}: shape entries must be ints, got {s!r}")
+        out[i] = s.__index__() if s < (1 << 62) else (1 << 62)
+    check_shape(nd, out, opname)
+    return nd
+
+
+def _node(int op, dtype, shape, tuple inputs=(), aux=None, scalar=None, int flags=0):
+    """Create a node from Python (creation and fused-op modules). Validates the shape."""
+    cdef Py_ssize_t shp[MAXDIM]
+    cdef int nd = parse_shape(shape, shp, OP_NAMES[op])
+    cdef DType d = to_dtype(dtype, OP_NAMES[op])
+    cdef Tensor t = new_node(op, d.code, inputs, nd, shp)
+    t.aux = aux
+    t.scalar = scalar
+    t.flags = flags
+    return t
+
+
+def _leaf(data, int dtype_code):
+    """Wrap an already materialised buffer (a NumPy array on the CPU) as an evaluated leaf."""
+    cdef Py_ssize_t shp[MAXDIM]
+    cdef int nd = parse_shape(data.shape, shp, "array")
+    cdef Tensor t = new_node(OP_CONSTANT, dtype_code, (), nd, shp)
+    t.data = data
+    t.status = 1
+    return t
+
+
+cdef Tensor as_tensor(object x, str opname):
+    if type(x) is Tensor:
+        return <Tensor>x
+    from metalcandle.creation import _convert
+    return _convert(x, opname)
+
+
+include "_b_elementwise.pxi"
+include "_b_reduce.pxi"
+include "_b_layout.pxi"
