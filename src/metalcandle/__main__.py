@@ -1,4 +1,6 @@
-"""``python -m metalcandle``: a short demo (filled in below)."""
+"""``python -m metalcandle``: print the version and devices, run a small checked demo."""
+import sys
+
 from metalcandle.demo import main
 
-main()
+sys.exit(main())
