@@ -20,6 +20,8 @@ cdef extern from "Python.h":
 cdef long long _epoch = 0
 cdef list _impls = None
 cdef object _ndarray = None, _asarray = None, _errstate = None
+cdef object _fast_run = None
+cdef char _fast_ok[OP_COUNT]
 cdef dict _stats = {"evals": 0, "nodes": 0, "donated": 0, "released": 0}
 
 
@@ -29,6 +31,7 @@ def stats():
 
 
 cdef int _load_backend() except -1:
+    cdef int i
     global _impls, _ndarray, _asarray, _errstate
     from metalcandle.backends import numpy_backend
     import numpy
@@ -36,6 +39,11 @@ cdef int _load_backend() except -1:
     _ndarray = numpy.ndarray
     _asarray = numpy.asarray
     _errstate = numpy.errstate
+    global _fast_run
+    from metalcandle.backends import _cpu_fast
+    for i in range(OP_COUNT):
+        _fast_ok[i] = i in _cpu_fast.covered
+    _fast_run = _cpu_fast.run
     if len(_impls) != OP_COUNT:
         raise ImportError("metalcandle: numpy backend table is out of step with the op list")
     return 0
@@ -170,7 +178,7 @@ cdef list execute(list order, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *slots
     cdef Py_ssize_t i, k, s, donor
     cdef Tensor t, u
     cdef int op
-    cdef object impl, out, buf, r
+    cdef object out, buf, r
     cdef list impls = _impls
     for i in range(n):
         t = <Tensor>order[i]
@@ -195,9 +203,12 @@ cdef list execute(list order, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *slots
                 buf = vals[donor]
                 if buf.base is None and buf.flags.writeable:
                     out = buf
-        impl = impls[op]
         try:
-            r = impl(t, ins, out)
+            r = None
+            if _fast_ok[op]:
+                r = _fast_run(t, op, ins, out)
+            if r is None:
+                r = (<object>impls[op])(t, ins, out)
         except Exception as e:
             if hasattr(e, "add_note"):
                 e.add_note(f"while evaluating {_graph.op_names[op]} -> {t.shape} {t.dtype.name}; "
