@@ -27,7 +27,8 @@ from metalcandle._executor import eval
 from metalcandle.creation import (array, asarray, zeros, ones, full, zeros_like, ones_like,
                                   arange, linspace, eye)
 from metalcandle.devices import default_device, set_default_device, devices
-from metalcandle import errors, random
+from metalcandle import errors, random, fast
+from metalcandle.fast import softmax, log_softmax
 
 bool = bool_  # noqa: A001  (mc.bool, as in MLX; the builtin is untouched outside this namespace)
 _graph._eval_hook = _executor.eval
