@@ -29,6 +29,8 @@ from metalcandle.creation import (array, asarray, zeros, ones, full, zeros_like,
 from metalcandle.devices import default_device, set_default_device, devices
 from metalcandle import errors, random, fast
 from metalcandle.fast import softmax, log_softmax
+from metalcandle._fusion import set_fusion
+from metalcandle._executor import stats as _executor_stats
 
 bool = bool_  # noqa: A001  (mc.bool, as in MLX; the builtin is untouched outside this namespace)
 _graph._eval_hook = _executor.eval

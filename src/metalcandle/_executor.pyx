@@ -13,6 +13,7 @@ from libc.stdlib cimport malloc, free
 
 from metalcandle._graph cimport (Tensor, OP_COUNT, FIRST_UNARY, LAST_BINARY, OP_WHERE, OP_CAST)
 from metalcandle import _graph
+from metalcandle cimport _fusion
 
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject *o)
@@ -26,8 +27,9 @@ cdef dict _stats = {"evals": 0, "nodes": 0, "donated": 0, "released": 0}
 
 
 def stats():
-    """Counters since start: evals, nodes run, buffers donated/released early."""
-    return dict(_stats)
+    """Counters since start: evals, nodes run, buffers donated/released early, pattern rewrites."""
+    from metalcandle import _fusion as f
+    return dict(_stats, **{"fusion_" + k: v for k, v in f._stats.items()})
 
 
 cdef int _load_backend() except -1:
@@ -114,49 +116,58 @@ cdef run(list outs):
     cdef Py_ssize_t n = len(order)
     if n == 0:
         return
-    cdef Py_ssize_t i, j, k, s, total = 0, nin
+    cdef Py_ssize_t i, k, total = 0
     cdef Tensor t, u
+    cdef list srcs = order
     for i in range(n):
-        total += len((<Tensor>order[i]).inputs)
+        total += len((<Tensor>order[i]).inputs) + 5   # + room for a shadow's extra inputs
     # Flat C tables: input slots (-1: already evaluated) per node, remaining uses, kept flags.
     cdef Py_ssize_t *start = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t *slots = <Py_ssize_t *>malloc((total + 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t *uses = <Py_ssize_t *>malloc(n * sizeof(Py_ssize_t))
-    cdef char *kept = <char *>malloc(n)
+    cdef char *kept = <char *>malloc(2 * n)
     if not start or not slots or not uses or not kept:
         free(start); free(slots); free(uses); free(kept)
         raise MemoryError("eval: cannot allocate the plan tables")
+    cdef char *dead = kept + n
     try:
-        k = 0
+        _count_uses(order, n, uses)
         for i in range(n):
-            uses[i] = 0
             kept[i] = 0
-        for i in range(n):
-            t = <Tensor>order[i]
-            start[i] = k
-            for v in t.inputs:
-                u = <Tensor>v
-                if u.status == 0:
-                    slots[k] = u.slot
-                    uses[u.slot] += 1
-                else:
-                    slots[k] = -1
-                k += 1
-        start[n] = k
+            dead[i] = 0
         for v in outs:
             if (<Tensor>v).status == 0:
                 kept[(<Tensor>v).slot] = 1
-        t = None
-        u = None
         v = None
         # A node referenced from outside this plan (a user variable, another pending graph) keeps
         # its buffer: refs beyond the order list and in-plan consumers mean someone else holds it.
         for i in range(n):
             if Py_REFCNT(PyList_GET_ITEM(order, i)) > 1 + uses[i]:
                 kept[i] = 1
+        shadows = _fusion.rewrite(order, uses, kept)
+        if shadows is not None:
+            srcs = [order[i] if shadows[i] is None else shadows[i] for i in range(n)]
+            _count_uses(srcs, n, uses)
+            # Nodes nobody needs any more (the insides of a rewritten pattern) are skipped.
+            for i in range(n - 1, -1, -1):
+                if uses[i] == 0 and not kept[i]:
+                    dead[i] = 1
+                    for w in (<Tensor>srcs[i]).inputs:
+                        if (<Tensor>w).status == 0:
+                            uses[(<Tensor>w).slot] -= 1
+        k = 0
+        for i in range(n):
+            start[i] = k
+            if dead[i]:
+                continue
+            for w in (<Tensor>srcs[i]).inputs:
+                u = <Tensor>w
+                slots[k] = u.slot if u.status == 0 else -1
+                k += 1
+        start[n] = k
         # IEEE semantics, as on the GPU: inf/nan results are values, not warnings.
         with _errstate(all="ignore"):
-            vals = execute(order, n, start, slots, uses, kept)
+            vals = execute(srcs, order, n, start, slots, uses, kept, dead)
         for i in range(n):
             if kept[i]:
                 t = <Tensor>order[i]
@@ -169,10 +180,20 @@ cdef run(list outs):
         free(start); free(slots); free(uses); free(kept)
 
 
+cdef void _count_uses(list srcs, Py_ssize_t n, Py_ssize_t *uses):
+    cdef Py_ssize_t i
+    for i in range(n):
+        uses[i] = 0
+    for i in range(n):
+        for v in (<Tensor>srcs[i]).inputs:
+            if (<Tensor>v).status == 0:
+                uses[(<Tensor>v).slot] += 1
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef list execute(list order, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *slots,
-                  Py_ssize_t *uses, char *kept):
+cdef list execute(list srcs, list order, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *slots,
+                  Py_ssize_t *uses, char *kept, char *dead):
     cdef list vals = [None] * n
     cdef list ins
     cdef Py_ssize_t i, k, s, donor
@@ -181,7 +202,9 @@ cdef list execute(list order, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *slots
     cdef object out, buf, r
     cdef list impls = _impls
     for i in range(n):
-        t = <Tensor>order[i]
+        if dead[i]:
+            continue
+        t = <Tensor>srcs[i]
         op = t.op
         ins = []
         donor = -1

@@ -1,0 +1,1 @@
+cdef list rewrite(list order, Py_ssize_t *uses, char *kept)
