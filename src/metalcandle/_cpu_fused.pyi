@@ -1,0 +1,13 @@
+"""Stub for the compiled CPU row kernels (src/native/cpu)."""
+import numpy as np
+import numpy.typing as npt
+
+def supports(dtype_char: str) -> bool: ...
+def softmax(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], log: bool = ...,
+            nthreads: int = ...) -> npt.NDArray[np.floating]: ...
+def rms_norm(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating],
+             w: npt.NDArray[np.float32] | None, eps: float,
+             nthreads: int = ...) -> npt.NDArray[np.floating]: ...
+def layer_norm(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating],
+               w: npt.NDArray[np.float32] | None, b: npt.NDArray[np.float32] | None,
+               eps: float, nthreads: int = ...) -> npt.NDArray[np.floating]: ...
