@@ -1,0 +1,4 @@
+"""Type stubs for metalcandle._fusion."""
+enabled: bool
+
+def set_fusion(flag: bool) -> None: ...
