@@ -1,7 +1,7 @@
 """CPU fused primitives (backends/np_fused.py) against float64 NumPy references.
 
 Every case runs on the NumPy path and, when metalcandle._cpu_fused is built, on
-the C path too.  Inputs are fresh random draws; out= buffers are poisoned with NaN.
+the C path too (best ISA, and the baseline ISA).  Inputs are fresh random draws; out= buffers are poisoned with NaN.
 """
 
 import importlib
@@ -17,10 +17,9 @@ _SRC = pathlib.Path(__file__).resolve().parents[1] / "src/metalcandle/backends/n
 def _load():
     try:
         return importlib.import_module("metalcandle.backends.np_fused")
-    except ImportError:
+    except ImportError:  # package not built: load the source file
         spec = importlib.util.spec_from_file_location("_mc_np_fused", _SRC)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        spec.loader.exec_module(mod := importlib.util.module_from_spec(spec))
         return mod
 
 
@@ -32,20 +31,23 @@ F32_ATOL = 1e-5
 TOL = {np.float32: (1e-5, F32_ATOL), np.float16: (2e-3, 2e-3), "bfloat16": (1.6e-2, 1.6e-2)}
 
 
-@pytest.fixture(params=["numpy", "native"])
+@pytest.fixture(params=["numpy", "native", "native-baseline"])
 def nf(request):
-    if request.param == "native":
+    if request.param.startswith("native"):
         if _NATIVE is None:
             pytest.skip("metalcandle._cpu_fused not built")
         NF._C = _NATIVE
+        # The baseline run checks the SSE2/NEON kernels on machines that also have AVX2.
+        _NATIVE._set_baseline_only(request.param == "native-baseline")
     else:
         NF._C = None
     yield NF
     NF._C = _NATIVE
+    if _NATIVE is not None:
+        _NATIVE._set_baseline_only(False)
 
 
-def rng(seed):
-    return np.random.default_rng(seed)
+rng = np.random.default_rng
 
 
 def randn(g, shape, scale=1.0, dtype=np.float32):
@@ -53,14 +55,12 @@ def randn(g, shape, scale=1.0, dtype=np.float32):
 
 
 def poisoned(shape, dtype=np.float32):
-    return np.full(shape, np.nan, dtype)
+    return np.full(shape, np.nan, dtype)  # unwritten elements show as NaN
 
 
 def check_f32(y, ref):
-    assert y.dtype == np.float32
-    assert np.all(np.isfinite(y))
-    err = np.max(np.abs(y.astype(np.float64) - ref))
-    assert err < F32_ATOL, err
+    assert y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert (err := np.max(np.abs(y.astype(np.float64) - ref))) < F32_ATOL, err
 
 
 def check(y, ref, key):
@@ -70,8 +70,7 @@ def check(y, ref, key):
 
 
 def bf16():
-    ml = pytest.importorskip("ml_dtypes")
-    return ml.bfloat16
+    return pytest.importorskip("ml_dtypes").bfloat16
 
 
 # ---------------------------------------------------------------- references
@@ -157,9 +156,8 @@ def test_lora_batched(nf):
     x = randn(g, (8, 64))
     a, b = lora_weights(g, 64, 8, 64)
     out = poisoned((8, 64))
-    y = nf.lora(x, a, b, 16.0 / 8, out=out)
-    assert y is out
-    check_f32(y, ref_lora(x, a, b, 2.0))
+    assert nf.lora(x, a, b, 16.0 / 8, out=out) is out
+    check_f32(out, ref_lora(x, a, b, 2.0))
 
 
 def test_lora_chain(nf):

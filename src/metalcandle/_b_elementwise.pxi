@@ -179,7 +179,7 @@ def clip(x, a_min=None, a_max=None):
     [-1.0, 0.5, 1.0]
     """
     if a_min is None and a_max is None:
-        raise ValueError("clip: at least one of a_min and a_max must be given")
+        raise ArgumentError("clip: at least one of a_min and a_max must be given")
     r = as_tensor(x, "clip")
     if a_min is not None:
         r = binary(OP_MAXIMUM, r, a_min)
@@ -284,7 +284,7 @@ def gelu(x, approximate="none"):
     if approximate == "tanh":
         return unary(OP_GELU_TANH, x)
     if approximate != "none":
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        raise ArgumentError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return unary(OP_GELU, x)
 def gelu_approx(x): return unary(OP_GELU_TANH, x)
 def silu(x):

@@ -58,23 +58,25 @@ def reshape(x, shape):
     try:
         seq = tuple(shape)
     except TypeError:
-        raise TypeError(f"reshape: shape must be an int or a sequence of ints, got {shape!r}") from None
+        raise ArgumentTypeError(f"reshape: shape must be an int or a sequence of ints, got {shape!r}") from None
     nd = len(seq)
     if nd > MAXDIM:
         raise ShapeError(f"reshape: {nd} dims exceed the maximum of {MAXDIM}")
     for i in range(nd):
         s = seq[i]
         if not isinstance(s, int) or type(s) is bool:
-            raise TypeError(f"reshape: shape entries must be ints, got {s!r}")
+            raise ArgumentTypeError(f"reshape: shape entries must be ints, got {s!r}")
         if s == -1:
             if infer >= 0:
-                raise ShapeError(f"reshape: only one dimension can be -1, got {seq}")
+                raise ShapeError(f"reshape: only one dimension can be -1, got {seq} for {desc(a)}")
             infer = i
             shp[i] = 1
         elif s < 0:
-            raise ShapeError(f"reshape: invalid dimension {s} in {seq}")
+            raise ShapeError(f"reshape: invalid dimension {s} in {seq} for {desc(a)}")
+        elif s > MAX_ELEMENTS:
+            raise ShapeError(f"reshape: dimension {s} in {seq} is too large for {desc(a)}")
         else:
-            shp[i] = s if s < (1 << 62) else (1 << 62)
+            shp[i] = s
     check_shape(nd, shp, "reshape")
     for i in range(nd):
         known *= shp[i]
@@ -108,10 +110,10 @@ def transpose(x, axes=None):
         try:
             items = tuple(axes)
         except TypeError:
-            raise TypeError(f"transpose: axes must be a sequence of ints, got {axes!r}") from None
+            raise ArgumentTypeError(f"transpose: axes must be a sequence of ints, got {axes!r}") from None
         if len(items) != a.ndim:
             raise AxisError(f"transpose: axes {items} do not match {desc(a)}")
-        perm = tuple([norm_axis(v, a.ndim, "transpose") for v in items])
+        perm = tuple([norm_axis(v, a.ndim, "transpose", a) for v in items])
         if len(set(perm)) != a.ndim:
             raise AxisError(f"transpose: repeated axis in {items}")
     if perm == tuple(range(a.ndim)):
@@ -126,8 +128,8 @@ def transpose(x, axes=None):
 def swapaxes(x, axis1, axis2):
     """Exchange two axes."""
     cdef Tensor a = as_tensor(x, "swapaxes")
-    i = norm_axis(axis1, a.ndim, "swapaxes")
-    j = norm_axis(axis2, a.ndim, "swapaxes")
+    i = norm_axis(axis1, a.ndim, "swapaxes", a)
+    j = norm_axis(axis2, a.ndim, "swapaxes", a)
     perm = list(range(a.ndim))
     perm[i], perm[j] = perm[j], perm[i]
     return transpose(a, perm)
@@ -136,8 +138,8 @@ def swapaxes(x, axis1, axis2):
 def moveaxis(x, source, destination):
     """Move one axis to a new position, keeping the order of the others."""
     cdef Tensor a = as_tensor(x, "moveaxis")
-    s = norm_axis(source, a.ndim, "moveaxis")
-    d = norm_axis(destination, a.ndim, "moveaxis")
+    s = norm_axis(source, a.ndim, "moveaxis", a)
+    d = norm_axis(destination, a.ndim, "moveaxis", a)
     perm = [i for i in range(a.ndim) if i != s]
     perm.insert(d, s)
     return transpose(a, perm)
@@ -180,7 +182,7 @@ def squeeze(x, axis=None):
     shape = a.shape_tuple()
     if axis is None:
         return reshape(a, [s for s in shape if s != 1])
-    axes = norm_axes(axis, a.ndim, "squeeze")
+    axes = norm_axes(axis, a.ndim, "squeeze", a)
     for i in axes:
         if shape[i] != 1:
             raise ShapeError(f"squeeze: axis {i} of {desc(a)} has size {shape[i]}, not 1")
@@ -204,11 +206,11 @@ def concatenate(arrays, axis=0):
     cdef Py_ssize_t shp[MAXDIM]
     cdef int ax, i, dt
     if not ts:
-        raise ValueError("concatenate: needs at least one tensor")
+        raise ArgumentError("concatenate: needs at least one tensor")
     first = ts[0]
     if first.ndim == 0:
         raise ShapeError("concatenate: 0-d tensors cannot be concatenated")
-    ax = norm_axis(axis, first.ndim, "concatenate")
+    ax = norm_axis(axis, first.ndim, "concatenate", first)
     dt = first.dtype
     for i in range(first.ndim):
         shp[i] = first.shape[i]
@@ -232,7 +234,7 @@ def stack(arrays, axis=0):
     """Join tensors along a new axis."""
     ts = [as_tensor(v, "stack") for v in arrays]
     if not ts:
-        raise ValueError("stack: needs at least one tensor")
+        raise ArgumentError("stack: needs at least one tensor")
     shape = (<Tensor>ts[0]).shape_tuple()
     for t in ts:
         if (<Tensor>t).shape_tuple() != shape:
@@ -245,7 +247,7 @@ def stack(arrays, axis=0):
 def split(x, indices_or_sections, axis=0):
     """Split into a list of tensors: ``n`` equal sections or at the given indices."""
     cdef Tensor a = as_tensor(x, "split")
-    ax = norm_axis(axis, a.ndim, "split")
+    ax = norm_axis(axis, a.ndim, "split", a)
     n = a.shape[ax]
     if isinstance(indices_or_sections, int):
         k = indices_or_sections
@@ -253,7 +255,8 @@ def split(x, indices_or_sections, axis=0):
             raise ShapeError(f"split: axis {ax} of {desc(a)} (size {n}) does not split into {k} equal parts")
         bounds = [i * (n // k) for i in range(k + 1)]
     else:
-        bounds = [0] + [_bi.min(_bi.max(int(i), 0), n) for i in indices_or_sections] + [n]
+        bounds = [0] + [_bi.min(_bi.max(int(i) + n if int(i) < 0 else int(i), 0), n)
+                        for i in indices_or_sections] + [n]
     idx = [slice(None)] * a.ndim
     out = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -276,12 +279,12 @@ def getitem(x, key):
     for i, k in enumerate(key):
         if k is Ellipsis:
             if ell >= 0:
-                raise IndexError("getitem: an index can only have a single ellipsis ('...')")
+                raise IndexingError("getitem: an index can only have a single ellipsis ('...')")
             ell = i
         elif k is not None:
             nreal += 1
     if nreal > a.ndim:
-        raise IndexError(f"getitem: too many indices ({nreal}) for {desc(a)}")
+        raise IndexingError(f"getitem: too many indices ({nreal}) for {desc(a)}")
     items = []
     for k in key:
         if k is Ellipsis:
@@ -296,22 +299,23 @@ def getitem(x, key):
             nd += 1
         elif isinstance(k, slice):
             start, stop, step = k.indices(a.shape[dim])
-            items.append(slice(start, stop, step))
+            # indices() gives stop -1 for "past index 0"; as a slice bound -1 means the last element
+            items.append(slice(start, stop if stop >= 0 else None, step))
             shp[nd] = len(range(start, stop, step))
             nd += 1
             dim += 1
         elif type(k) is Tensor or isinstance(k, list):
-            raise IndexError("getitem: advanced indexing inside a tuple is not supported; "
+            raise IndexingError("getitem: advanced indexing inside a tuple is not supported; "
                              "use take / take_along_axis")
         elif hasattr(k, "__index__") and type(k) is not bool:
-            ix = k.__index__() if -(1 << 62) < k < (1 << 62) else (1 << 62)
+            ix = k.__index__() if -(1 << 62) < k < (1 << 62) else (1 << 62)  # out of bounds below
             n = a.shape[dim]
             if ix < -n or ix >= n:
-                raise IndexError(f"getitem: index {k} is out of bounds for axis {dim} with size {n}")
+                raise IndexingError(f"getitem: index {k} is out of bounds for axis {dim} with size {n}")
             items.append(ix + n if ix < 0 else ix)
             dim += 1
         else:
-            raise IndexError(f"getitem: unsupported index {k!r} (ints, slices, None, ... only)")
+            raise IndexingError(f"getitem: unsupported index {k!r} (ints, slices, None, ... only)")
         if nd > MAXDIM:
             raise ShapeError(f"getitem: more than {MAXDIM} dims")
     while dim < a.ndim:
@@ -341,9 +345,9 @@ def take(x, indices, axis=None):
         a = reshape(a, (-1,))
         ax = 0
     else:
-        ax = norm_axis(axis, a.ndim, "take")
+        ax = norm_axis(axis, a.ndim, "take", a)
     if a.shape[ax] == 0 and idx.size:
-        raise IndexError(f"take: cannot take from an empty axis of {desc(a)}")
+        raise IndexingError(f"take: cannot take from an empty axis of {desc(a)}")
     for i in range(ax):
         shp[nd] = a.shape[i]; nd += 1
     for i in range(idx.ndim):
@@ -368,7 +372,7 @@ def take_along_axis(x, indices, axis):
         a = reshape(a, (-1,))
         ax = 0
     else:
-        ax = norm_axis(axis, a.ndim, "take_along_axis")
+        ax = norm_axis(axis, a.ndim, "take_along_axis", a)
     if idx.ndim != a.ndim:
         raise ShapeError(f"take_along_axis: indices {desc(idx)} need the same number of dims as {desc(a)}")
     for i in range(a.ndim):

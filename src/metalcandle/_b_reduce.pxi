@@ -1,23 +1,23 @@
 # Reduction builders. Included by _graph.pyx.
 
-cdef tuple norm_axes(object axis, int ndim, str opname):
+cdef tuple norm_axes(object axis, int ndim, str opname, object t=None):
     # None -> all axes; int or tuple of ints -> sorted, deduplicated, non-negative.
     cdef int i
     if axis is None:
         return tuple(range(ndim))
     if isinstance(axis, int) and type(axis) is not bool:
-        return (norm_axis(axis, ndim, opname),)
+        return (norm_axis(axis, ndim, opname, t),)
     try:
         items = tuple(axis)
     except TypeError:
-        raise TypeError(f"{opname}: axis must be None, an int or a tuple of ints, got {axis!r}") from None
+        raise ArgumentTypeError(f"{opname}: axis must be None, an int or a tuple of ints, got {axis!r}") from None
     out = []
     for a in items:
         if not isinstance(a, int) or type(a) is bool:
-            raise TypeError(f"{opname}: axis entries must be ints, got {a!r}")
-        i = norm_axis(a, ndim, opname)
+            raise ArgumentTypeError(f"{opname}: axis entries must be ints, got {a!r}")
+        i = norm_axis(a, ndim, opname, t)
         if i in out:
-            raise ValueError(f"{opname}: repeated axis {a} in {axis!r}")
+            raise ArgumentError(f"{opname}: repeated axis {a} in {axis!r}")
         out.append(i)
     return tuple(sorted(out))
 
@@ -31,8 +31,8 @@ cdef Tensor reduce_node(int op, object x, object axis, bint keepdims, object ddo
     cdef bint red
     if op == OP_ARGMAX or op == OP_ARGMIN:
         if axis is not None and not (isinstance(axis, int) and type(axis) is not bool):
-            raise TypeError(f"{opname}: axis must be None or an int, got {axis!r}")
-    axes = norm_axes(axis, a.ndim, opname)
+            raise ArgumentTypeError(f"{opname}: axis must be None or an int, got {axis!r}")
+    axes = norm_axes(axis, a.ndim, opname, a)
     for i in range(a.ndim):
         red = i in axes
         if red and a.shape[i] == 0 and OP_MAX <= op <= OP_ARGMIN:
@@ -103,13 +103,13 @@ def argmin(x, axis=None, keepdims=False):
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance over ``axis`` with ``ddof`` delta degrees of freedom."""
     if not isinstance(ddof, int):
-        raise TypeError(f"var: ddof must be an int, got {ddof!r}")
+        raise ArgumentTypeError(f"var: ddof must be an int, got {ddof!r}")
     return reduce_node(OP_VAR, x, axis, keepdims, ddof)
 
 def std(x, axis=None, keepdims=False, ddof=0):
     """Standard deviation over ``axis``."""
     if not isinstance(ddof, int):
-        raise TypeError(f"std: ddof must be an int, got {ddof!r}")
+        raise ArgumentTypeError(f"std: ddof must be an int, got {ddof!r}")
     return reduce_node(OP_STD, x, axis, keepdims, ddof)
 
 def logsumexp(x, axis=None, keepdims=False):

@@ -16,6 +16,7 @@ cdef extern from "mc_cpu_fused.h" nogil:
         MC_CPU_F32
         MC_CPU_F16
     int mc_cpu_has_f16()
+    void mc_cpu_set_baseline_only(int on)
     const char *mc_cpu_strerror(int status)
     int mc_cpu_softmax(const void *x, void *y, int64_t rows, int64_t n, int dtype,
                        int log, int nthreads)
@@ -87,6 +88,11 @@ cdef const float *_vec(object v, int64_t n, list keep) except? NULL:
         raise ValueError(f"parameter length {vf.shape[0]} != {n}")
     keep.append(vf)
     return &vf[0]
+
+
+def _set_baseline_only(bint on):
+    """Testing hook: restrict the kernels to the baseline ISA (no AVX2/F16C)."""
+    mc_cpu_set_baseline_only(on)
 
 
 def supports(str dtype_char):

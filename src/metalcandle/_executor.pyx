@@ -22,6 +22,7 @@ cdef long long _epoch = 0
 cdef list _impls = None
 cdef object _ndarray = None, _asarray = None, _errstate = None
 cdef object _fast_run = None
+cdef object _metal = None        # the Metal backend, loaded when a metal node is first evaluated
 cdef char _fast_ok[OP_COUNT]
 cdef dict _stats = {"evals": 0, "nodes": 0, "donated": 0, "released": 0}
 
@@ -168,6 +169,8 @@ cdef run(list outs):
         # IEEE semantics, as on the GPU: inf/nan results are values, not warnings.
         with _errstate(all="ignore"):
             vals = execute(srcs, order, n, start, slots, uses, kept, dead)
+            if _metal is not None:
+                _metal.finish()     # one sync per eval, before anything is committed
         for i in range(n):
             if kept[i]:
                 t = <Tensor>order[i]
@@ -201,11 +204,15 @@ cdef list execute(list srcs, list order, Py_ssize_t n, Py_ssize_t *start, Py_ssi
     cdef int op
     cdef object out, buf, r
     cdef list impls = _impls
+    global _metal
     for i in range(n):
         if dead[i]:
             continue
         t = <Tensor>srcs[i]
         op = t.op
+        if t.device != 0 and _metal is None:
+            from metalcandle.backends import metal_backend
+            _metal = metal_backend.get()
         ins = []
         donor = -1
         for k in range(start[i], start[i + 1]):
@@ -228,13 +235,17 @@ cdef list execute(list srcs, list order, Py_ssize_t n, Py_ssize_t *start, Py_ssi
                     out = buf
         try:
             r = None
-            if _fast_ok[op]:
-                r = _fast_run(t, op, ins, out)
-            if r is None:
-                r = (<object>impls[op])(t, ins, out)
+            if t.device != 0:
+                r = (<object>(<list>_metal.impls)[op])(t, ins, out)
+            else:
+                if _fast_ok[op]:
+                    r = _fast_run(t, op, ins, out)
+                if r is None:
+                    r = (<object>impls[op])(t, ins, out)
         except Exception as e:
             if hasattr(e, "add_note"):
-                e.add_note(f"while evaluating {_graph.op_names[op]} -> {t.shape} {t.dtype.name}; "
+                e.add_note(f"while evaluating {_graph.op_names[op]} -> {t.shape_tuple()} "
+                           f"{_graph.DTYPES_LIST[t.dtype].name}; "
                            "every requested tensor is still pending and can be evaluated again")
             raise
         # NumPy returns scalars for 0-d results; nodes always hold arrays.

@@ -79,4 +79,4 @@ cdef Tensor new_node(int op, int dtype, tuple inputs, int ndim, const Py_ssize_t
 cdef Tensor as_tensor(object x, str opname)
 cdef int promote(int a, int b) noexcept
 cdef str shape_str(Tensor t)
-cdef int norm_axis(int axis, int ndim, str opname) except -1
+cdef int norm_axis(int axis, int ndim, str opname, object t=*) except -1

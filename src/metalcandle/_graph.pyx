@@ -10,7 +10,8 @@ import builtins as _bi
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 from metalcandle.errors import (ShapeError, BroadcastError, AxisError, DTypeError,
-                                MetalcandleError)
+                                MetalcandleError, ArgumentError, ArgumentTypeError,
+                                IndexingError)
 
 include "_b_dtypes.pxi"
 
@@ -43,6 +44,10 @@ _eval_hook = None
 cdef int _default_device = 0
 
 
+def _default_device_code():
+    return _default_device
+
+
 def _set_default_device_code(int code):
     global _default_device
     _default_device = code
@@ -65,7 +70,7 @@ cdef class Tensor:
     """
 
     def __init__(self, *args, **kwargs):
-        raise TypeError("Tensor cannot be constructed directly; use metalcandle.array(...)")
+        raise ArgumentTypeError("Tensor cannot be constructed directly; use metalcandle.array(...)")
 
     cdef tuple shape_tuple(self):
         cdef int i
@@ -157,7 +162,7 @@ cdef class Tensor:
         a = self._value()
         if dtype is not None and a.dtype != dtype:
             if copy is False:
-                raise ValueError("Tensor.__array__: a dtype change needs a copy")
+                raise ArgumentError("Tensor.__array__: a dtype change needs a copy")
             return a.astype(dtype)
         return a.copy() if copy else a
 
@@ -194,7 +199,7 @@ cdef class Tensor:
 
     def __bool__(self):
         if self.size != 1:
-            raise ValueError(f"The truth value of a tensor with shape {self.shape_tuple()} is "
+            raise ArgumentError(f"The truth value of a tensor with shape {self.shape_tuple()} is "
                              "ambiguous; use .any() or .all()")
         return bool(self.item())
 
@@ -206,17 +211,17 @@ cdef class Tensor:
 
     def __index__(self):
         if not is_int(self.dtype) and self.dtype != DT_BOOL:
-            raise TypeError(f"only integer tensors can be used as an index, not {DTYPES[self.dtype].name}")
+            raise ArgumentTypeError(f"only integer tensors can be used as an index, not {DTYPES[self.dtype].name}")
         return int(self.item())
 
     def __len__(self):
         if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
+            raise ArgumentTypeError("len() of a 0-d tensor")
         return self.shape[0]
 
     def __iter__(self):
         if self.ndim == 0:
-            raise TypeError("iteration over a 0-d tensor")
+            raise ArgumentTypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self.shape[0]))
 
     def __hash__(self):
@@ -226,7 +231,7 @@ cdef class Tensor:
         return (_unpickle, (self.numpy(),))
 
     def __setitem__(self, key, value):
-        raise TypeError("Tensor is immutable; build a new tensor, e.g. mc.where(mask, value, x)")
+        raise ArgumentTypeError("Tensor is immutable; build a new tensor, e.g. mc.where(mask, value, x)")
 
     # -- operators (scalars are weak and stored in the node)
     def __add__(self, other): return binary(OP_ADD, self, other)
@@ -334,10 +339,16 @@ cdef str desc(Tensor t):
     return f"{shape_str(t)} {DTYPES[t.dtype].name}"
 
 
-cdef int norm_axis(int axis, int ndim, str opname) except -1:
+cdef int norm_axis(int axis, int ndim, str opname, object t=None) except -1:
+    # t (the tensor, if any) is only formatted on error, so the happy path stays cheap.
     if axis < -ndim or axis >= ndim:
-        raise AxisError(f"{opname}: axis {axis} is out of bounds for a tensor with {ndim} dims")
+        what = desc(<Tensor>t) if t is not None else f"a tensor with {ndim} dims"
+        raise AxisError(f"{opname}: axis {axis} is out of bounds for {what} ({ndim} dims)")
     return axis + ndim if axis < 0 else axis
+
+
+# At most 2**59 elements, so the byte count of any dtype (<= 8 bytes) fits in 63 bits.
+cdef Py_ssize_t MAX_ELEMENTS = (<Py_ssize_t>1) << 59
 
 
 cdef int check_shape(int ndim, Py_ssize_t *shape, str opname) except -1:
@@ -349,7 +360,7 @@ cdef int check_shape(int ndim, Py_ssize_t *shape, str opname) except -1:
     for i in range(ndim):
         if shape[i] < 0:
             raise ShapeError(f"{opname}: negative dimension in shape {fmt_shape(ndim, shape)}")
-        if shape[i] and n > (<Py_ssize_t>1 << 62) // shape[i]:
+        if shape[i] and n > MAX_ELEMENTS // shape[i]:
             raise ShapeError(f"{opname}: shape {fmt_shape(ndim, shape)} has too many elements")
         n *= shape[i]
     return 0
@@ -363,15 +374,17 @@ cdef int parse_shape(object shape, Py_ssize_t *out, str opname) except -1:
     try:
         seq = tuple(shape)
     except TypeError:
-        raise TypeError(f"{opname}: shape must be an int or a sequence of ints, got {shape!r}") from None
+        raise ArgumentTypeError(f"{opname}: shape must be an int or a sequence of ints, got {shape!r}") from None
     nd = len(seq)
     if nd > MAXDIM:
         raise ShapeError(f"{opname}: {nd} dims exceed the maximum of {MAXDIM}")
     for i in range(nd):
         s = seq[i]
         if type(s) is bool or not hasattr(s, "__index__"):
-            raise TypeError(f"{opname}: shape entries must be ints, got {s!r}")
-        out[i] = s.__index__() if s < (1 << 62) else (1 << 62)
+            raise ArgumentTypeError(f"{opname}: shape entries must be ints, got {s!r}")
+        if s > MAX_ELEMENTS:
+            raise ShapeError(f"{opname}: dimension {s} in {seq} is too large")
+        out[i] = s.__index__()
     check_shape(nd, out, opname)
     return nd
 

@@ -7,7 +7,7 @@ import math as _math
 
 from metalcandle import _graph as _g
 from metalcandle._graph import Tensor, float32, int32, int64, bool_
-from metalcandle.errors import DTypeError, ShapeError
+from metalcandle.errors import DTypeError, ShapeError, ArgumentError, ArgumentTypeError
 
 __all__ = ["array", "asarray", "zeros", "ones", "full", "zeros_like", "ones_like", "arange",
            "linspace", "eye"]
@@ -86,6 +86,10 @@ def _from_data(obj, dtype, opname, copy):
                              "bool, uint8, int8, int16, uint32, int32, int64, float16, bfloat16, "
                              "float32, float64 (e.g. .astype(np.int32))")
     nd = NP[d.code]
+    if _g._default_device_code() != 0:
+        from metalcandle.backends import metal_backend
+        # Leaves live in shared device memory, so kernels read them without a transfer.
+        return _g._leaf(metal_backend.get().to_device(np.asarray(a, dtype=nd)), d.code)
     if copy or a.dtype != nd or not a.flags.c_contiguous:
         a = np.array(a, dtype=nd, copy=True, order="C")
     return _g._leaf(a, d.code)
@@ -129,7 +133,7 @@ def full(shape, fill_value, dtype=None):
         if hasattr(fill_value, "item") and getattr(fill_value, "ndim", 1) == 0:
             fill_value = fill_value.item()
         else:
-            raise TypeError(f"full: fill_value must be a number or a tensor, got {type(fill_value).__name__}")
+            raise ArgumentTypeError(f"full: fill_value must be a number or a tensor, got {type(fill_value).__name__}")
     d = _scalar_dtype(fill_value) if dtype is None else _g.to_dtype(dtype, "full")
     return _g._node(_OP["full"], d, shape, scalar=_cast_scalar(fill_value, d, "full"))
 
@@ -174,11 +178,11 @@ def arange(start, stop=None, step=None, dtype=None):
         step = 1
     for v in (start, stop, step):
         if type(v) not in (int, float, bool):
-            raise TypeError(f"arange: start, stop and step must be Python numbers, got {v!r}")
+            raise ArgumentTypeError(f"arange: start, stop and step must be Python numbers, got {v!r}")
     if step == 0:
-        raise ValueError("arange: step must not be zero")
+        raise ArgumentError("arange: step must not be zero")
     if not all(_math.isfinite(v) for v in (start, stop, step)):
-        raise ValueError(f"arange: non-finite bounds ({start}, {stop}, {step})")
+        raise ArgumentError(f"arange: non-finite bounds ({start}, {stop}, {step})")
     n = max(0, _math.ceil((stop - start) / step))
     if dtype is None:
         if all(isinstance(v, int) for v in (start, stop, step)):
@@ -192,7 +196,7 @@ def arange(start, stop=None, step=None, dtype=None):
 def linspace(start, stop, num=50, dtype=float32):
     """``num`` evenly spaced values from ``start`` to ``stop`` inclusive."""
     if not isinstance(num, int) or num < 0:
-        raise ValueError(f"linspace: num must be a non-negative int, got {num!r}")
+        raise ArgumentError(f"linspace: num must be a non-negative int, got {num!r}")
     return _g._node(_OP["linspace"], dtype, (num,), aux=(float(start), float(stop)))
 
 
@@ -200,5 +204,5 @@ def eye(n, m=None, k=0, dtype=float32):
     """A 2-D tensor with ones on the ``k``-th diagonal."""
     m = n if m is None else m
     if not isinstance(k, int):
-        raise TypeError(f"eye: k must be an int, got {k!r}")
+        raise ArgumentTypeError(f"eye: k must be an int, got {k!r}")
     return _g._node(_OP["eye"], dtype, (n, m), aux=k)

@@ -11,7 +11,7 @@ available, else the CPU.
 import os as _os
 
 from metalcandle import _graph as _g
-from metalcandle.errors import NoDeviceError
+from metalcandle.errors import NoDeviceError, ArgumentError, ArgumentTypeError
 
 __all__ = ["default_device", "set_default_device", "devices"]
 
@@ -20,7 +20,11 @@ _state = {"default": None}
 
 
 def _metal_available():
-    return False   # the Metal bridge registers itself here when built with Metal
+    try:
+        from metalcandle import metal
+    except ImportError:
+        return False
+    return metal.is_available()
 
 
 def devices():
@@ -39,7 +43,7 @@ def default_device():
 def set_default_device(name):
     """Compute new tensors on ``name`` ("cpu" or "metal")."""
     if not isinstance(name, str) or name.lower() not in _CODES:
-        raise ValueError(f"set_default_device: unknown device {name!r}; choose from {sorted(_CODES)}")
+        raise ArgumentError(f"set_default_device: unknown device {name!r}; choose from {sorted(_CODES)}")
     name = name.lower()
     if name == "metal" and not _metal_available():
         raise NoDeviceError("set_default_device: no Metal device (needs an Apple GPU and a build "

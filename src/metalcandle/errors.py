@@ -16,7 +16,7 @@ add: cannot broadcast shapes (2, 3) and (4,) (float32, float32)
 __all__ = [
     "MetalcandleError", "ShapeError", "BroadcastError", "AxisError", "DTypeError",
     "DeviceError", "ShaderCompileError", "DeviceOutOfMemory", "CommandBufferError",
-    "NoDeviceError",
+    "NoDeviceError", "ArgumentError", "ArgumentTypeError", "IndexingError",
 ]
 
 
@@ -38,6 +38,18 @@ class AxisError(ShapeError, IndexError):
 
 class DTypeError(MetalcandleError, TypeError):
     """A dtype is unsupported, or not allowed for this operation or device."""
+
+
+class ArgumentError(MetalcandleError, ValueError):
+    """An argument has a bad value (step 0, unknown mode, repeated axis, ...)."""
+
+
+class ArgumentTypeError(MetalcandleError, TypeError):
+    """An argument has the wrong type (a float where an int axis is needed, ...)."""
+
+
+class IndexingError(MetalcandleError, IndexError):
+    """An index does not fit the tensor (out of bounds, too many indices, unsupported kind)."""
 
 
 class DeviceError(MetalcandleError, RuntimeError):

@@ -16,7 +16,7 @@ import math as _math
 from metalcandle import _graph as _g
 from metalcandle._graph import Tensor
 from metalcandle.creation import _convert
-from metalcandle.errors import ShapeError, DTypeError, AxisError
+from metalcandle.errors import ShapeError, DTypeError, AxisError, ArgumentError, ArgumentTypeError
 
 __all__ = ["rms_norm", "layer_norm", "rope", "scaled_dot_product_attention", "lora",
            "lora_linear", "softmax", "log_softmax"]
@@ -41,15 +41,15 @@ def _float_dtype(op, *ts):
 
 def _eps(op, eps):
     if not isinstance(eps, (int, float)) or isinstance(eps, bool):
-        raise TypeError(f"{op}: eps must be a number, got {eps!r}")
+        raise ArgumentTypeError(f"{op}: eps must be a number, got {eps!r}")
     if not eps >= 0 or _math.isinf(eps):
-        raise ValueError(f"{op}: eps must be finite and >= 0, got {eps}")
+        raise ArgumentError(f"{op}: eps must be finite and >= 0, got {eps}")
     return float(eps)
 
 
 def _scale(op, s):
     if isinstance(s, bool) or not isinstance(s, (int, float)):
-        raise TypeError(f"{op}: scale must be a Python number, got {type(s).__name__}")
+        raise ArgumentTypeError(f"{op}: scale must be a Python number, got {type(s).__name__}")
     return float(s)
 
 
@@ -71,7 +71,7 @@ def log_softmax(x, axis=-1):
 def _softmax_like(op, x, axis):
     x = _t(x, op)
     if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+        raise ArgumentTypeError(f"{op}: axis must be an int, got {axis!r}")
     if x.ndim == 0:
         raise AxisError(f"{op}: needs at least 1 dim, got a 0-d tensor ({x.dtype.name})")
     if not -x.ndim <= axis < x.ndim:
@@ -133,15 +133,15 @@ def rope(x, dims, *, traditional=False, base=10000.0, scale=1.0, offset=0):
     if x.ndim < 2:
         raise ShapeError(f"{op}: x must be (..., L, D), got {_desc(x)}")
     if isinstance(dims, bool) or not isinstance(dims, int):
-        raise TypeError(f"{op}: dims must be an int, got {dims!r}")
+        raise ArgumentTypeError(f"{op}: dims must be an int, got {dims!r}")
     if dims <= 0 or dims % 2 or dims > x.shape[-1]:
-        raise ValueError(f"{op}: dims must be even, positive and <= the last dim {x.shape[-1]} "
+        raise ArgumentError(f"{op}: dims must be even, positive and <= the last dim {x.shape[-1]} "
                          f"of x {_desc(x)}, got {dims}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"{op}: offset must be a non-negative int, got {offset!r}")
+        raise ArgumentError(f"{op}: offset must be a non-negative int, got {offset!r}")
     base = _scale(op, base)
     if base <= 0:
-        raise ValueError(f"{op}: base must be > 0, got {base}")
+        raise ArgumentError(f"{op}: base must be > 0, got {base}")
     return _g._node(_OP[op], _float_dtype(op, x), x.shape, (x,),
                     aux=(dims, bool(traditional), base, _scale(op, scale), offset))
 
@@ -172,7 +172,7 @@ def scaled_dot_product_attention(q, k, v, *, scale, mask=None):
     kind = "none"
     if isinstance(mask, str):
         if mask != "causal":
-            raise ValueError(f"{op}: mask must be None, 'causal' or an array, got {mask!r}")
+            raise ArgumentError(f"{op}: mask must be None, 'causal' or an array, got {mask!r}")
         kind = "causal"
     elif mask is not None:
         m = _t(mask, op)

@@ -14,6 +14,7 @@ import os as _os
 
 from metalcandle import _graph as _g
 from metalcandle._graph import float32, int32
+from metalcandle.errors import ArgumentError, ArgumentTypeError
 
 __all__ = ["seed", "normal", "uniform", "randint", "bernoulli"]
 
@@ -24,7 +25,7 @@ _state = {"key": None, "counter": 0}
 def seed(s):
     """Seed the global generator (an int)."""
     if not isinstance(s, int):
-        raise TypeError(f"seed: expected an int, got {type(s).__name__}")
+        raise ArgumentTypeError(f"seed: expected an int, got {type(s).__name__}")
     _state["key"] = s & ((1 << 64) - 1)
     _state["counter"] = 0
 
@@ -32,7 +33,7 @@ def seed(s):
 def _next(key):
     if key is not None:
         if not isinstance(key, int):
-            raise TypeError(f"random: key must be an int, got {type(key).__name__}")
+            raise ArgumentTypeError(f"random: key must be an int, got {type(key).__name__}")
         return key & ((1 << 64) - 1), 0
     if _state["key"] is None:
         _state["key"] = int.from_bytes(_os.urandom(8), "little")
@@ -78,9 +79,9 @@ def randint(low, high, shape=(), dtype=int32, key=None):
     if d.kind not in "iu":
         raise _g_errors().DTypeError(f"randint: dtype must be an integer type, got {d.name}")
     if not (isinstance(low, int) and isinstance(high, int)):
-        raise TypeError("randint: low and high must be ints")
+        raise ArgumentTypeError("randint: low and high must be ints")
     if high <= low:
-        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+        raise ArgumentError(f"randint: high ({high}) must be greater than low ({low})")
     k, c = _next(key)
     return _g._node(_RANDOM, d, shape, aux=("randint", k, c, low, high))
 

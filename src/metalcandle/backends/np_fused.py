@@ -273,18 +273,28 @@ def rope(x, dims, traditional, base, scale, offset, out=None):
     else:
         s1, s2 = slice(0, half), slice(half, 2 * half)
     step = max(1, _BLOCK // max(L * dims, 1))
+    # Write straight into out unless it aliases x or needs a cast.
+    direct = dst.dtype == wd and not np.shares_memory(x3, dst)
     for b0 in range(0, x3.shape[0], step):
         blk = x3[b0:b0 + step]
+        ob = dst[b0:b0 + step]
         x1 = _as_work(blk[..., s1], wd)
         x2 = _as_work(blk[..., s2], wd)
+        t = x2 * sin
+        if direct:
+            o1, o2 = ob[..., s1], ob[..., s2]
+            np.multiply(x1, cos, out=o1)
+            o1 -= t
+            np.multiply(x1, sin, out=o2)
+            np.multiply(x2, cos, out=t)
+            o2 += t
+            continue
         # Both halves read x before either is written, so out may alias x.
         r1 = x1 * cos
-        t = x2 * sin
         r1 -= t
         r2 = x1 * sin
         np.multiply(x2, cos, out=t)
         r2 += t
-        ob = dst[b0:b0 + step]
         np.copyto(ob[..., s1], r1, casting="unsafe")
         np.copyto(ob[..., s2], r2, casting="unsafe")
     if o3 is None:
@@ -343,24 +353,27 @@ def scaled_dot_product_attention(q, k, v, scale, mask=None, out=None):
     c = max(1, min(Lq, (1 << 20) // max(1, B * Hq * Lk)))
     sbuf = np.empty(B * Hq * c * Lk, wd)
     obuf = None if direct else np.empty(B * Hq * c * Dv, wd)
+    causal = isinstance(mask, str)
     for i0 in range(0, Lq, c):
         i1 = min(Lq, i0 + c)
         cc = i1 - i0
+        # Causal chunks skip the keys no row of theirs can see (unless a row sees none).
+        kn = min(Lk, i1 + Lk - Lq) if causal and i0 + Lk - Lq >= 0 else Lk
         qs = np.multiply(q5[:, :, :, i0:i1], scale, dtype=wd)
-        s = sbuf[:B * Hq * cc * Lk].reshape(B, Hkv, G, cc, Lk)
-        np.matmul(qs, kT, out=s)
+        s = sbuf[:B * Hq * cc * kn].reshape(B, Hkv, G, cc, kn)
+        np.matmul(qs, kT[..., :kn], out=s)
         if keep is not None:
             kc = keep[:, :, :, i0:i1] if keep.shape[3] != 1 else keep
-            np.copyto(s, neg, where=~kc)
+            np.copyto(s, neg, where=~kc[..., :kn] if kc.shape[4] != 1 else ~kc)
         if add is not None:
             ac = add[:, :, :, i0:i1] if add.shape[3] != 1 else add
             np.add(s, ac, out=s, casting="unsafe")
         softmax(s, -1, out=s)
         if direct:
-            np.matmul(s, v5, out=o5[:, :, :, i0:i1])
+            np.matmul(s, v5[:, :, :, :kn], out=o5[:, :, :, i0:i1])
         else:
             ob = obuf[:B * Hq * cc * Dv].reshape(B, Hkv, G, cc, Dv)
-            np.matmul(s, v5, out=ob)
+            np.matmul(s, v5[:, :, :, :kn], out=ob)
             np.copyto(out[:, :, i0:i1], ob.reshape(B, Hq, cc, Dv), casting="unsafe")
     return out
 

@@ -5,6 +5,7 @@ Each entry of ``IMPLS`` is ``impl(node, inputs, out) -> ndarray``: ``inputs`` ar
 donates (write into it). Half types compute and accumulate in float32.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -147,6 +148,19 @@ def _relu(x, out=None):
     return np.maximum(x, x.dtype.type(0), out=out)
 
 
+def _half_in_f32(fn):
+    """float16 composites (several roundings per element) compute in float32, round once."""
+    def f(x, out=None):
+        if x.dtype != np.float16:
+            return fn(x, out=out)
+        r = fn(x.astype(np.float32))
+        if out is not None:
+            np.copyto(out, r, casting="unsafe")
+            return out
+        return r.astype(np.float16)
+    return f
+
+
 def _int_identity(fn):
     def f(x, out=None):
         if x.dtype.kind in "biu":
@@ -160,9 +174,10 @@ def _int_identity(fn):
 
 _UNARY = {
     "negative": np.negative, "abs": np.abs, "sign": np.sign, "exp": np.exp, "log": np.log,
-    "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "rsqrt": _rsqrt, "square": np.square,
+    "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "rsqrt": _half_in_f32(_rsqrt), "square": np.square,
     "reciprocal": np.reciprocal, "sin": np.sin, "cos": np.cos, "tanh": np.tanh,
-    "sigmoid": _sigmoid, "relu": _relu, "gelu": _gelu, "gelu_approx": _gelu_tanh, "silu": _silu,
+    "sigmoid": _half_in_f32(_sigmoid), "relu": _relu, "gelu": _half_in_f32(_gelu),
+    "gelu_approx": _half_in_f32(_gelu_tanh), "silu": _half_in_f32(_silu),
     "erf": _erf, "floor": _int_identity(np.floor), "ceil": _int_identity(np.ceil),
     "round": _int_identity(np.rint), "logical_not": np.logical_not,
 }
@@ -174,6 +189,10 @@ def _make_unary(fn):
         ct = COMPUTE[node._aux]
         if x.dtype != ct:
             x = x.astype(ct)
+        if x.ndim == 0:
+            # NumPy gives scalars for 0-d inputs, which out= chains cannot write into.
+            x = x.reshape(1)
+            return _finish(fn(x), node, None).reshape(())
         if out is not None and out.dtype == ct:
             return fn(x, out=out)
         return _finish(fn(x), node, out)
@@ -216,9 +235,19 @@ def _acc(x, node):
     return x, x.dtype
 
 
+def _quiet(fn, *args, **kw):
+    # NumPy warns (not an errstate matter) for empty means and ddof >= n; results are NaN, as IEEE.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kw)
+
+
 def _reduce_with(fn):
     def impl(node, ins, out):
         x, acc = _acc(ins[0], node)
+        if x.size == 0:
+            r = _quiet(fn, x, axis=node._aux, dtype=acc, keepdims=bool(node._flags & 4))
+            return np.asarray(r).astype(NP[node._dtype_code], copy=False)
         r = fn(x, axis=node._aux, dtype=acc, keepdims=bool(node._flags & 4))
         return np.asarray(r).astype(NP[node._dtype_code], copy=False)
     return impl
@@ -232,7 +261,8 @@ IMPLS[_OPS["mean"]] = _reduce_with(np.mean)
 def _var_like(fn):
     def impl(node, ins, out):
         x, acc = _acc(ins[0], node)
-        r = fn(x, axis=node._aux, dtype=acc, ddof=node._scalar, keepdims=bool(node._flags & 4))
+        r = _quiet(fn, x, axis=node._aux, dtype=acc, ddof=node._scalar,
+                   keepdims=bool(node._flags & 4))
         return np.asarray(r).astype(NP[node._dtype_code], copy=False)
     return impl
 

@@ -1,10 +1,10 @@
 /* CPU row kernels: softmax, log_softmax, rms_norm, layer_norm.
  *
- * Row math lives in mc_cpu_rowops.h; this file splits rows over threads,
- * converts float16 rows through a float32 scratch row, and exports the API.
+ * Row math lives in mc_cpu_rowops.h, instantiated per vector ISA here; this
+ * file picks the ISA at run time, splits rows over threads, converts float16
+ * rows through a float32 scratch row, and exports the API.
  */
 #include "mc_cpu_fused.h"
-#include "mc_cpu_rowops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +14,8 @@
 #include <pthread.h>
 #define MC_HAVE_PTHREADS 1
 #endif
+
+static int baseline_only = 0; /* mc_cpu_set_baseline_only */
 
 /* GCC and Clang define __FLT16_MANT_DIG__ exactly when _Float16 exists. */
 #if defined(__FLT16_MANT_DIG__)
@@ -25,13 +27,23 @@ typedef _Float16 mc_half;
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(__F16C__) && \
     (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
 #define MC_F16C_DISPATCH 1
-__attribute__((target("f16c"))) static void h2f_f16c(const mc_half *h, float *f, int64_t n)
+#include <immintrin.h>
+
+__attribute__((target("avx,f16c"))) static void h2f_f16c(const mc_half *h, float *f, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) f[i] = (float)h[i];
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; i++) f[i] = (float)h[i];
 }
-__attribute__((target("f16c"))) static void f2h_f16c(const float *f, mc_half *h, int64_t n)
+
+__attribute__((target("avx,f16c"))) static void f2h_f16c(const float *f, mc_half *h, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++) h[i] = (mc_half)f[i];
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(f + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) h[i] = (mc_half)f[i];
 }
 #endif
 
@@ -62,7 +74,7 @@ static void f2h(const float *f, mc_half *h, int64_t n, int fast)
 static int cpu_has_f16c(void)
 {
 #ifdef MC_F16C_DISPATCH
-    return __builtin_cpu_supports("f16c") != 0;
+    return !baseline_only && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
 #else
     return 0;
 #endif
@@ -91,45 +103,52 @@ const char *mc_cpu_strerror(int status)
     }
 }
 
-/* ------------------------------------------------------------ float32 rows */
+/* ------------------------------------------------------------ row kernels */
 
-static void softmax_row(const float *x, float *y, int64_t n, int want_log)
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 9)
+#define MC_VEC_EXT 1
+#endif
+
+/* Baseline ISA: 4 lanes (SSE2, NEON), 8 when the whole build targets AVX2. */
+#define MC_FN
+#define ROW(name) name##_base
+#if defined(MC_VEC_EXT) && defined(__AVX2__)
+#define RW 8
+#elif defined(MC_VEC_EXT)
+#define RW 4
+#else
+#define RW 0
+#endif
+#include "mc_cpu_rowops.h"
+#undef RW
+#undef ROW
+#undef MC_FN
+
+/* x86 baseline builds also carry an AVX2 copy, picked at run time: exp is
+ * compute-bound and twice the lanes halves its cost. */
+#if defined(MC_VEC_EXT) && (defined(__x86_64__) || defined(__i386__)) && !defined(__AVX2__)
+#define MC_AVX2_DISPATCH 1
+#define MC_FN __attribute__((target("avx2")))
+#define ROW(name) name##_avx2
+#define RW 8
+#include "mc_cpu_rowops.h"
+#undef RW
+#undef ROW
+#undef MC_FN
+#endif
+
+void mc_cpu_set_baseline_only(int on)
 {
-    float m = row_max(x, n);
-    /* All -inf, or +inf present: NumPy's formula gives NaN for the whole row. */
-    if (!(m > -INFINITY && m < INFINITY)) {
-        for (int64_t i = 0; i < n; i++) y[i] = NAN;
-        return;
-    }
-    if (want_log) {
-        float ls = (float)log(row_exp(x, NULL, n, m));
-        row_affine(x, y, n, m, 1.0f, NULL, NULL, -ls);
-    } else {
-        row_scale(y, n, (float)(1.0 / row_exp(x, y, n, m)));
-    }
+    baseline_only = on != 0;
 }
 
-static void rms_row(const float *x, const float *w, float *y, int64_t n, float eps)
+static int cpu_has_avx2(void)
 {
-    double s1, s2;
-    row_moments(x, n, 0.0f, &s1, &s2);
-    float r = (float)(1.0 / sqrt(s2 / (double)n + (double)eps));
-    row_affine(x, y, n, 0.0f, r, w, NULL, 0.0f);
-}
-
-static void layer_norm_row(const float *x, const float *w, const float *b, float *y,
-                           int64_t n, float eps)
-{
-    double s1, s2;
-    row_moments(x, n, 0.0f, &s1, &s2);
-    float c = (float)(s1 / (double)n);
-    /* Corrected two-pass: deviations from the float32 mean, minus their own mean. */
-    row_moments(x, n, c, &s1, &s2);
-    double dm = s1 / (double)n;
-    double var = s2 / (double)n - dm * dm;
-    float mean = (float)((double)c + dm);
-    float r = (float)(1.0 / sqrt((var > 0.0 ? var : 0.0) + (double)eps));
-    row_affine(x, y, n, mean, r, w, b, 0.0f);
+#ifdef MC_AVX2_DISPATCH
+    return !baseline_only && __builtin_cpu_supports("avx2") != 0;
+#else
+    return 0;
+#endif
 }
 
 /* ------------------------------------------------------------ jobs */
@@ -137,7 +156,7 @@ static void layer_norm_row(const float *x, const float *w, const float *b, float
 enum { OP_SOFTMAX, OP_RMS, OP_LAYER };
 
 typedef struct {
-    int op, dtype, log, status;
+    int op, dtype, log, status, avx2;
     const void *x;
     void *y;
     const float *w, *b;
@@ -147,10 +166,20 @@ typedef struct {
 
 static void run_row(const job_t *jb, const float *x, float *y)
 {
+#ifdef MC_AVX2_DISPATCH
+    if (jb->avx2) {
+        switch (jb->op) {
+        case OP_SOFTMAX: softmax_row_avx2(x, y, jb->n, jb->log); break;
+        case OP_RMS: rms_row_avx2(x, jb->w, y, jb->n, jb->eps); break;
+        default: layer_norm_row_avx2(x, jb->w, jb->b, y, jb->n, jb->eps); break;
+        }
+        return;
+    }
+#endif
     switch (jb->op) {
-    case OP_SOFTMAX: softmax_row(x, y, jb->n, jb->log); break;
-    case OP_RMS: rms_row(x, jb->w, y, jb->n, jb->eps); break;
-    default: layer_norm_row(x, jb->w, jb->b, y, jb->n, jb->eps); break;
+    case OP_SOFTMAX: softmax_row_base(x, y, jb->n, jb->log); break;
+    case OP_RMS: rms_row_base(x, jb->w, y, jb->n, jb->eps); break;
+    default: layer_norm_row_base(x, jb->w, jb->b, y, jb->n, jb->eps); break;
     }
 }
 
@@ -208,6 +237,7 @@ static int run_rows(job_t proto, int64_t rows, int nthreads)
     nt = 1;
 #endif
     job_t jobs[MAX_THREADS];
+    proto.avx2 = cpu_has_avx2();
     for (int t = 0; t < nt; t++) {
         jobs[t] = proto;
         jobs[t].r0 = rows * t / nt;

@@ -32,6 +32,10 @@ enum {
 /* 1 when this build converts float16 (the compiler has _Float16), else 0. */
 int mc_cpu_has_f16(void);
 
+/* Testing hook: nonzero restricts the kernels to the baseline ISA (no AVX2 or
+ * F16C dispatch). Process-wide; set it while no kernel runs. */
+void mc_cpu_set_baseline_only(int on);
+
 /* Static text for a status code. */
 const char *mc_cpu_strerror(int status);
 
