@@ -9,7 +9,7 @@
 //   add sub mul div max min pow   f32 f16 bf16 (computed in float, rounded once)
 //   add sub mul max min           i32 i64 u32 (wrapping, as NumPy)
 // Comparisons (c is bool): eq ne lt le gt ge   f32 f16 bf16 i32 i64 u32
-// max/min of a NaN operand return the other operand (Metal's fmax/fmin), unlike NumPy.
+// max/min propagate NaN from either operand, as NumPy's maximum/minimum (not Metal's fmax/fmin).
 #include "mc_utils.h"
 
 struct Add { template <typename T> T operator()(T a, T b) const { return T(a + b); } };
@@ -23,8 +23,8 @@ struct Pow { float operator()(float a, float b) const { return precise::pow(a, b
 struct FAdd { float operator()(float a, float b) const { return a + b; } };
 struct FSub { float operator()(float a, float b) const { return a - b; } };
 struct FMul { float operator()(float a, float b) const { return a * b; } };
-struct FMax { float operator()(float a, float b) const { return fmax(a, b); } };
-struct FMin { float operator()(float a, float b) const { return fmin(a, b); } };
+struct FMax { float operator()(float a, float b) const { return isnan(a) || a > b ? a : b; } };
+struct FMin { float operator()(float a, float b) const { return isnan(a) || a < b ? a : b; } };
 
 struct Eq { template <typename T> bool operator()(T a, T b) const { return a == b; } };
 struct Ne { template <typename T> bool operator()(T a, T b) const { return a != b; } };

@@ -32,7 +32,7 @@ struct Sin { float operator()(float x) const { return sin(x); } };
 struct Cos { float operator()(float x) const { return cos(x); } };
 struct Tanh { float operator()(float x) const { return precise::tanh(x); } };
 struct Sigmoid { float operator()(float x) const { return 1.0f / (1.0f + exp(-x)); } };
-struct Relu { float operator()(float x) const { return x > 0.0f ? x : 0.0f; } };
+struct Relu { float operator()(float x) const { return x < 0.0f ? 0.0f : x; } };  // NaN stays NaN
 struct Silu { float operator()(float x) const { return x / (1.0f + exp(-x)); } };
 struct Floor { float operator()(float x) const { return floor(x); } };
 struct Ceil { float operator()(float x) const { return ceil(x); } };
@@ -51,7 +51,8 @@ struct Neg { template <typename T> T operator()(T x) const { return T(-x); } };
 struct Abs { template <typename T> T operator()(T x) const { return x < T(0) ? T(-x) : x; } };
 struct Square { template <typename T> T operator()(T x) const { return T(x * x); } };
 struct Sign {
-  template <typename T> T operator()(T x) const { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }
+  // zero and NaN map to themselves, as in NumPy
+  template <typename T> T operator()(T x) const { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x); }
 };
 struct LogicalNot { bool operator()(bool x) const { return !x; } };
 

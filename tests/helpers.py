@@ -154,12 +154,16 @@ def ref_input(a):
 
 
 class ImplSpy:
-    """Wrap entries of the NumPy backend's IMPLS table (counting or failing), restoring them on
-    ``restore()``. The executor uses that very list, so this sees every backend call."""
+    """Wrap entries of the backends' impl tables (counting or failing), restoring them on
+    ``restore()``. The executor uses those very lists (the NumPy backend's IMPLS; the Metal
+    backend's ``impls`` when the default device is metal), so this sees every backend call."""
 
     def __init__(self):
         from metalcandle.backends import numpy_backend
-        self.impls = numpy_backend.IMPLS
+        self.tables = [numpy_backend.IMPLS]
+        if mc.default_device() == "metal":
+            from metalcandle.backends import metal_backend
+            self.tables.append(metal_backend.get().impls)
         self.names = mc._graph.op_names
         self.saved = {}
         self.calls = []
@@ -167,32 +171,36 @@ class ImplSpy:
     def _code(self, name):
         return self.names.index(name)
 
+    def _patch(self, i, make):
+        for t, table in enumerate(self.tables):
+            orig = self.saved.setdefault((t, i), table[i])
+            table[i] = make(orig)
+
     def count(self, *names):
         """Record every call of the named primitives (all primitives when none are named)."""
         for name in names or self.names:
-            i = self._code(name)
-            orig = self.saved.setdefault(i, self.impls[i])
-
-            def wrapped(node, ins, out, _orig=orig, _name=name):
-                self.calls.append(_name)
-                return _orig(node, ins, out)
-            self.impls[i] = wrapped
+            def make(orig, _name=name):
+                def wrapped(node, ins, out):
+                    # a metal node's NumPy fallback calls the unpatched impl: counted once
+                    self.calls.append(_name)
+                    return orig(node, ins, out)
+                return wrapped
+            self._patch(self._code(name), make)
         return self
 
     def fail(self, name, exc=RuntimeError("injected backend failure")):
         """Make the named primitive raise ``exc`` when run."""
-        i = self._code(name)
-        self.saved.setdefault(i, self.impls[i])
-
-        def failing(node, ins, out):
-            self.calls.append(name)
-            raise exc
-        self.impls[i] = failing
+        def make(orig):
+            def failing(node, ins, out):
+                self.calls.append(name)
+                raise exc
+            return failing
+        self._patch(self._code(name), make)
         return self
 
     def restore(self):
-        for i, fn in self.saved.items():
-            self.impls[i] = fn
+        for (t, i), fn in self.saved.items():
+            self.tables[t][i] = fn
         self.saved.clear()
 
 

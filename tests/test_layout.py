@@ -79,7 +79,7 @@ def test_reshape(target, rand):
 
 
 def test_reshape_forms_and_dtypes(rand):
-    for dt in ("int8", "bool", "bfloat16", "float64"):
+    for dt in ("int8", "bool", "bfloat16") + (("float64",) if mc.default_device() == "cpu" else ()):
         a = rand((2, 6), dt)
         x = mc.array(a)
         for t in (x.reshape(3, 4), x.reshape((3, 4)), x.reshape([3, 4])):

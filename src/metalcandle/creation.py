@@ -28,7 +28,9 @@ def array(obj, dtype=None):
     """A tensor from a Python scalar, nested lists, a NumPy array or anything with ``__array__``.
 
     Python floats become float32 and ints int32 (int64 if they do not fit), as in MLX; NumPy
-    arrays keep their dtype (float64 is supported on the CPU). The data is copied.
+    arrays keep their dtype, except that float64 data becomes float32 when the default device is
+    not the CPU (float64 exists only on the CPU; ask for ``dtype=mc.float64`` on the CPU device).
+    The data is copied.
 
     >>> import metalcandle as mc
     >>> mc.array([[1, 2], [3, 4]]).dtype, mc.array(1.5).dtype
@@ -38,8 +40,9 @@ def array(obj, dtype=None):
 
 
 def asarray(obj, dtype=None):
-    """Like :func:`array`, but a C-contiguous NumPy array of a supported dtype is used without a
-    copy (later changes to it show in the tensor). A Tensor is returned as is.
+    """Like :func:`array`, but on the CPU device a C-contiguous NumPy array of a supported dtype
+    is used without a copy (later changes to it show in the tensor); on the metal device the data
+    is copied once into shared device memory. A Tensor is returned as is.
 
     >>> import metalcandle as mc
     >>> mc.asarray([1.0, 2.0]).shape
@@ -81,6 +84,8 @@ def _from_data(obj, dtype, opname, copy):
             d = int32 if a.size == 0 or (a.min() >= _INT32_MIN and a.max() <= _INT32_MAX) else int64
         elif code >= 0:
             d = _g.DTYPES_LIST[code]
+            if a.dtype == np.float64 and _g._default_device_code() != 0:
+                d = float32   # float64 is CPU-only: NumPy's default float becomes float32 (as MLX)
         else:
             raise DTypeError(f"{opname}: NumPy dtype {a.dtype} is not supported; use one of "
                              "bool, uint8, int8, int16, uint32, int32, int64, float16, bfloat16, "

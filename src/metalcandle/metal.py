@@ -35,7 +35,13 @@ def shader_dir() -> Path:
     >>> shader_dir().name
     'shaders'
     """
-    return Path(__file__).resolve().parent / "shaders"
+    here = Path(__file__).resolve().parent
+    shipped = here / "shaders"
+    if not shipped.is_dir():  # an editable install runs from src/metalcandle: use the repo's copy
+        repo = here.parent.parent / "shaders"
+        if repo.is_dir():
+            return repo
+    return shipped
 
 
 def _open() -> Any:

@@ -45,7 +45,9 @@ class MetalBackend:
     # ----------------------------------------------------------------- buffers
     def to_device(self, a):
         """A NumPy view of a new device buffer holding ``a``'s values (C-contiguous)."""
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a)
+        if not a.flags.c_contiguous:
+            a = a.copy(order="C")      # (np.ascontiguousarray would turn 0-d into 1-d)
         buf = self.dev.buffer(max(a.nbytes, 1))
         v = buf.numpy(a.dtype, a.shape)
         v[...] = a
@@ -61,7 +63,7 @@ class MetalBackend:
         base = a
         from metalcandle._metal import Buffer
         while base is not None and not isinstance(base, Buffer):
-            base = getattr(base, "base", None)
+            base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
         if base is None:
             return None
         return base, a.__array_interface__["data"][0] - base.address
