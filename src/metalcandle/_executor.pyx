@@ -255,6 +255,7 @@ cdef list execute(list srcs, list order, Py_ssize_t n, Py_ssize_t *start, Py_ssi
         ins = None
         out = None
         buf = None
+        r = None        # (a held result would block its donation to the next node)
         for k in range(start[i], start[i + 1]):
             s = slots[k]
             if s >= 0:

@@ -12,7 +12,7 @@ import struct
 import numpy as np
 
 from metalcandle import _graph as g
-from metalcandle.backends import numpy_backend
+from metalcandle.backends import metal_fused, numpy_backend
 from metalcandle.backends.np_dtypes import NP
 
 _OPS = {name: i for i, name in enumerate(g.op_names)}
@@ -90,6 +90,11 @@ class MetalBackend:
     def _wrap(self, op, name):
         fallback = numpy_backend.IMPLS[op]
         kernel = getattr(self, "_k_" + _family(name), None)
+        if kernel is None and name in metal_fused.KERNELS:
+            fk = metal_fused.KERNELS[name]
+
+            def kernel(name, node, ins, _fk=fk):
+                return _fk(self, node, ins)
 
         def impl(node, ins, out):
             self.used = True
