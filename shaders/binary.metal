@@ -11,20 +11,7 @@
 // Comparisons (c is bool): eq ne lt le gt ge   f32 f16 bf16 i32 i64 u32
 // max/min propagate NaN from either operand, as NumPy's maximum/minimum (not Metal's fmax/fmin).
 #include "mc_utils.h"
-
-struct Add { template <typename T> T operator()(T a, T b) const { return T(a + b); } };
-struct Sub { template <typename T> T operator()(T a, T b) const { return T(a - b); } };
-struct Mul { template <typename T> T operator()(T a, T b) const { return T(a * b); } };
-struct Max { template <typename T> T operator()(T a, T b) const { return a > b ? a : b; } };
-struct Min { template <typename T> T operator()(T a, T b) const { return a < b ? a : b; } };
-// Float-only ops; half and bfloat operands are widened at the call.
-struct Div { float operator()(float a, float b) const { return a / b; } };
-struct Pow { float operator()(float a, float b) const { return precise::pow(a, b); } };
-struct FAdd { float operator()(float a, float b) const { return a + b; } };
-struct FSub { float operator()(float a, float b) const { return a - b; } };
-struct FMul { float operator()(float a, float b) const { return a * b; } };
-struct FMax { float operator()(float a, float b) const { return isnan(a) || a > b ? a : b; } };
-struct FMin { float operator()(float a, float b) const { return isnan(a) || a < b ? a : b; } };
+#include "mc_elementwise_ops.h"
 
 struct Eq { template <typename T> bool operator()(T a, T b) const { return a == b; } };
 struct Ne { template <typename T> bool operator()(T a, T b) const { return a != b; } };

@@ -210,6 +210,23 @@ def test_fusion_switch_off_gives_same_answer(device, rng):
         mc.set_fusion(True)
 
 
+def test_pattern_near_misses_compute_as_written(device, rng):
+    # Shapes the norm/softmax matchers look at (a 1-D bias or weight after a non-binary node)
+    # must fall through to the written ops, not trip the matcher.
+    x, b = f32(rng, 3, 8), f32(rng, 8)
+    X, B = mc.array(x), mc.array(b)
+    x64, b64 = x.astype(np.float64), b.astype(np.float64)
+    cases = [
+        (mc.exp(X) + B, np.exp(x64) + b64),
+        (mc.tanh(X) * B, np.tanh(x64) * b64),
+        (mc.sqrt(mc.abs(X)) * B + B, np.sqrt(np.abs(x64)) * b64 + b64),
+        (X / mc.exp(X) + B, x64 / np.exp(x64) + b64),
+        ((X * 2.0) * B, (x64 * 2.0) * b64),
+    ]
+    for y, ref in cases:
+        np.testing.assert_allclose(y.numpy(), ref, rtol=2e-6, atol=2e-6)
+
+
 # ------------------------------------------------------------------ rope / attention
 def ref_rope(x, dims, traditional, base, scale, offset):
     x = x.astype(np.float64)

@@ -12,14 +12,17 @@ Patterns (see docs/fusion.md):
 - softmax:  exp(x - max(x, ax, keepdims)) / sum(that exp, ax, keepdims)   -> softmax
 - RMSNorm:  x * rsqrt(mean(x*x, -1, keepdims) + eps) [* w]  (also / sqrt) -> fast.rms_norm
 - LayerNorm: (x - mean(x)) * rsqrt(var(x) + eps) [* w] [+ b] (also / sqrt, mean of squares)
+Then, on the metal device only, elementwise regions (_fusion_regions.pxi) -> one program dispatch.
 """
 from metalcandle._graph cimport (Tensor, OP_MUL, OP_DIV, OP_ADD, OP_SUB, OP_MATMUL, OP_EXP,
                                  OP_MAX, OP_SUM, OP_MEAN, OP_VAR, OP_RSQRT, OP_SQRT, OP_SQUARE,
                                  OP_POW, F_SCALAR, F_REFLECTED, F_KEEPDIMS, OP_RMS_NORM,
-                                 OP_LAYER_NORM)
+                                 OP_LAYER_NORM, OP_REGION, OP_WHERE, OP_COUNT, DT_BOOL,
+                                 DT_FLOAT16, DT_BFLOAT16, DT_FLOAT32, new_node)
 
 enabled = True     # mc.set_fusion(False) turns rewriting off (debugging)
-_stats = {"rewrites": 0, "lora": 0, "softmax": 0, "rms_norm": 0, "layer_norm": 0}
+_stats = {"rewrites": 0, "lora": 0, "softmax": 0, "rms_norm": 0, "layer_norm": 0,
+          "regions": 0, "region_ops": 0}
 _fast = None
 
 
@@ -113,7 +116,7 @@ cdef object square_of(_Ctx c, object v, Tensor x):
 cdef object inv_std(_Ctx c, Tensor t):
     # t = x * rsqrt(A) | rsqrt(A) * x | x / sqrt(A), with A = stat + eps: (x, rsqrt/sqrt node, A)
     cdef Tensor a, b, r, add
-    if not tt(t):
+    if (t.op != OP_MUL and t.op != OP_DIV) or not tt(t):
         return None
     a, b = <Tensor>t.inputs[0], <Tensor>t.inputs[1]
     if t.op == OP_MUL:
@@ -198,30 +201,38 @@ cdef object match_norm(_Ctx c, Tensor t):
     return _fast.layer_norm(x0, w, bias, float(add.scalar))
 
 
+cdef _Ctx new_ctx(list order, Py_ssize_t *uses, char *kept, bytearray claimed):
+    cdef _Ctx c = _Ctx.__new__(_Ctx)
+    c.order = order
+    c.uses = uses
+    c.kept = kept
+    c.claimed = claimed
+    return c
+
+
 cdef list rewrite(list order, Py_ssize_t *uses, char *kept):
     """Shadow node per plan index (None: computed as written)."""
     global _fast
     cdef Py_ssize_t n = len(order), i
     cdef Tensor t
     cdef list shadows = None
-    cdef _Ctx c
-    cdef bytearray claimed
+    cdef _Ctx c = None
+    cdef bytearray claimed = None
+    cdef bint on_metal = False
     if not enabled:
         return None
     for i in range(n - 1, -1, -1):
         t = <Tensor>order[i]
+        if t.device != 0:
+            on_metal = True
         if t.op != OP_MUL and t.op != OP_DIV and t.op != OP_ADD and t.op != OP_MATMUL:
             continue
         if shadows is None:
             if _fast is None:
                 from metalcandle import fast
                 _fast = fast
-            c = _Ctx.__new__(_Ctx)
-            c.order = order
-            c.uses = uses
-            c.kept = kept
             claimed = bytearray(n)
-            c.claimed = claimed
+            c = new_ctx(order, uses, kept, claimed)
             shadows = [None] * n
         if c.claimed[i]:
             continue
@@ -233,10 +244,20 @@ cdef list rewrite(list order, Py_ssize_t *uses, char *kept):
         if s is not None:
             if (<Tensor>s).dtype != t.dtype or (<Tensor>s).shape_tuple() != t.shape_tuple():
                 continue   # the composite promoted differently; compute it as written
+            (<Tensor>s).device = t.device
             c.claimed[i] = 1
             shadows[i] = s
             _stats["rewrites"] += 1
+    if on_metal and n > 1:
+        if shadows is None:
+            claimed = bytearray(n)
+            c = new_ctx(order, uses, kept, claimed)
+            shadows = [None] * n
+        find_regions(c, order, shadows)
     return shadows
+
+
+include "_fusion_regions.pxi"
 
 
 def set_fusion(flag):

@@ -25,6 +25,8 @@ cdef enum Op:
     # fused transformer primitives
     OP_SOFTMAX, OP_LOG_SOFTMAX, OP_RMS_NORM, OP_LAYER_NORM, OP_ROPE, OP_SDPA, OP_LORA,
     OP_LORA_LINEAR,
+    # a fused elementwise region (built by the executor on the metal device; see _fusion.pyx)
+    OP_REGION,
     OP_COUNT
 
 # Elementwise ranges, used by the executor for buffer donation.

@@ -33,6 +33,7 @@ cdef list OP_NAMES = [
     "take_along_axis",
     "softmax", "log_softmax", "rms_norm", "layer_norm", "rope",
     "scaled_dot_product_attention", "lora", "lora_linear",
+    "elementwise_region",
 ]
 if len(OP_NAMES) != OP_COUNT:
     raise ImportError("metalcandle._graph: OP_NAMES is out of step with the Op enum")

@@ -12,13 +12,18 @@ import struct
 import numpy as np
 
 from metalcandle import _graph as g
-from metalcandle.backends import metal_fused, numpy_backend
+from metalcandle.backends import metal_fused, np_region, numpy_backend
 from metalcandle.backends.np_dtypes import NP
 
 _OPS = {name: i for i, name in enumerate(g.op_names)}
 SUFFIX = ["bool", "u8", "i8", "i16", "u32", "i32", "i64", "f16", "bf16", "f32", "f64"]
 MAX_DIMS = 8
 ROW_BLOCK_MAX = 4096
+# struct mc_program_args of shaders/program.metal (n, ndim, n_inputs, n_code, contiguous, shape,
+# strides[24][8], in_bool, consts[32], code[96][8], reserved)
+PROGRAM_MAX_INPUTS = 24
+PROGRAM_CODE_BYTES = 96 * 8
+_PROGRAM_ARGS = struct.Struct(f"<q4i{MAX_DIMS}q{PROGRAM_MAX_INPUTS * MAX_DIMS}qI32f{PROGRAM_CODE_BYTES}sI")
 
 _UNARY = {"negative": "neg", "abs": "abs", "sign": "sign", "square": "square", "sqrt": "sqrt",
           "rsqrt": "rsqrt", "reciprocal": "reciprocal", "exp": "exp", "log": "log", "sin": "sin",
@@ -273,6 +278,38 @@ class MetalBackend:
                            M * N)
         self.dev.dispatch(kname, [ab, bbind, self.binding(out), args],
                           ((N + 31) // 32, (M + 31) // 32, batch), (16, 16, 1), writes=[2])
+        return out
+
+    def _k_elementwise_region(self, name, node, ins):
+        # One dispatch of the shipped register-program kernel (shaders/program.metal).
+        code, _ = node._aux
+        shape, n, T = node.shape, node.size, NP[node._dtype_code]
+        kname = f"program_run_{SUFFIX[node._dtype_code]}"
+        if len(shape) > MAX_DIMS or n == 0 or n >= 2 ** 31 or len(ins) > PROGRAM_MAX_INPUTS \
+                or not self.has(kname):
+            return None
+        bufs, strides, in_bool, contig = [], [], 0, True
+        pad = [0] * (MAX_DIMS - len(shape))
+        for k, a in enumerate(ins):
+            if a.dtype == np.bool_:
+                in_bool |= 1 << k
+            elif a.dtype != T:
+                return None
+            a, b = self.on_device(a)
+            contig = contig and a.shape == shape and a.flags.c_contiguous
+            strides += [s // a.itemsize for s in np.broadcast_to(a, shape).strides] + pad
+            bufs.append(b)
+        out = self.empty(shape, T)
+        ob = self.binding(out)
+        # The mock (like Metal's validation layer) checks every binding: unused ones get any buffer.
+        bufs += [bufs[0] if bufs else ob] * (PROGRAM_MAX_INPUTS - len(bufs))
+        strides += [0] * (PROGRAM_MAX_INPUTS * MAX_DIMS - len(strides))
+        consts = list(np_region.region_consts(node)) + [0.0] * (32 - len(node._aux[1]))
+        args = _PROGRAM_ARGS.pack(n, len(shape), len(ins), len(code) // 8, int(contig),
+                                  *(list(shape) + pad), *strides, in_bool, *consts,
+                                  code.ljust(PROGRAM_CODE_BYTES, b"\0"), 0)
+        self.dev.dispatch(kname, bufs + [ob, args], (n, 1, 1), (min(256, n), 1, 1),
+                          threads=True, writes=[PROGRAM_MAX_INPUTS])
         return out
 
     def finish(self):

@@ -11,7 +11,7 @@ import numpy as np
 
 from metalcandle import _graph as g
 from metalcandle.backends.np_dtypes import NP, COMPUTE, BF16, up
-from metalcandle.backends import np_ops
+from metalcandle.backends import np_ops, np_region
 
 _OPS = {name: i for i, name in enumerate(g.op_names)}
 IMPLS = [None] * len(g.op_names)
@@ -334,6 +334,7 @@ def _matmul(node, ins, out):
 
 
 np_ops.register(IMPLS, _OPS)
+IMPLS[_OPS["elementwise_region"]] = np_region.make_impl(_UNARY)
 
 _missing = [g.op_names[i] for i, f in enumerate(IMPLS) if f is None]
 if _missing:

@@ -1,0 +1,157 @@
+"""Elementwise regions on the metal device: connected float elementwise ops become one dispatch of
+the register-program kernel (shaders/program.metal), with the same values as the unfused ops.
+
+Needs a Metal device (on Linux the -Dmetal=mock build that `.ci/run` builds and runs)."""
+import numpy as np
+import pytest
+
+import metalcandle as mc
+
+if "metal" not in mc.devices():
+    pytest.skip("no metal device in this build (on Linux: pip install . -Csetup-args=-Dmetal=mock)",
+                allow_module_level=True)
+
+from metalcandle.backends import metal_backend                  # noqa: E402
+
+try:
+    import ml_dtypes
+    HALVES = ["float16", "bfloat16"]
+except ImportError:      # bfloat16 needs ml_dtypes
+    ml_dtypes = None
+    HALVES = ["float16"]
+
+
+@pytest.fixture(autouse=True)
+def on_metal():
+    prev = mc.default_device()
+    mc.set_default_device("metal")
+    mc.metal.reset()
+    yield
+    mc.set_default_device(prev)
+    mc.set_fusion(True)
+
+
+def counted(fn):
+    before = dict(mc.metal.stats(), fallbacks=metal_backend.get().fallbacks,
+                  regions=mc._executor_stats()["fusion_regions"])
+    r = fn()
+    after = dict(mc.metal.stats(), fallbacks=metal_backend.get().fallbacks,
+                 regions=mc._executor_stats()["fusion_regions"])
+    return r, {k: after[k] - before[k] for k in ("dispatches", "fallbacks", "regions")}
+
+
+def both(build, *arrays):
+    """(fused result, stats, unfused result) of build(*tensors) on fresh tensors each time."""
+    y, d = counted(lambda: build(*[mc.array(a) for a in arrays]).numpy())
+    mc.set_fusion(False)
+    try:
+        ref = build(*[mc.array(a) for a in arrays]).numpy()
+    finally:
+        mc.set_fusion(True)
+    return y, d, ref
+
+
+def chain20(x, b):
+    y = x
+    for i in range(20):
+        y = [lambda v: v * 0.9 + b, mc.tanh, lambda v: mc.maximum(v, -0.5), mc.sigmoid,
+             lambda v: 1.5 - v][i % 5](y)
+    return y
+
+
+def test_twenty_op_chain_is_one_dispatch(rng):
+    x = rng.standard_normal((16, 33)).astype(np.float32)
+    b = rng.standard_normal(33).astype(np.float32)
+    y, d, ref = both(chain20, x, b)
+    assert d == {"dispatches": 1, "fallbacks": 0, "regions": 1}, d
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
+    xv, bv = x.astype(np.float64), b.astype(np.float64)
+    r = xv
+    for i in range(20):
+        r = [lambda v: v * 0.9 + bv, np.tanh, lambda v: np.maximum(v, -0.5),
+             lambda v: 1 / (1 + np.exp(-v)), lambda v: 1.5 - v][i % 5](r)
+    np.testing.assert_allclose(y, r, rtol=1e-5, atol=1e-6)
+
+
+def test_broadcast_reflected_scalars_and_where(rng):
+    a = rng.uniform(0.5, 2.0, (4, 1, 6)).astype(np.float32)
+    b = rng.standard_normal((5, 6)).astype(np.float32)
+    c = rng.standard_normal((4, 5, 1)).astype(np.float32)
+
+    def build(A, B, C):
+        cond = C > 0                                   # bool: computed first, a region input
+        return mc.where(cond, 2.0 / A - B, mc.exp(-B) ** 2) * 3.0 - mc.abs(C)
+    y, d, ref = both(build, a, b, c)
+    # every float op broadcasts at most 8x into the output: one region (+ the comparison)
+    assert d["regions"] == 1 and d["fallbacks"] == 0 and d["dispatches"] == 2, d
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
+    a64, b64, c64 = (v.astype(np.float64) for v in (a, b, c))
+    expect = np.where(c64 > 0, 2.0 / a64 - b64, np.exp(-b64) ** 2) * 3.0 - np.abs(c64)
+    np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+def test_half_regions_round_once(rng, dtype):
+    x = rng.standard_normal((8, 40)).astype(np.float32)
+    X = mc.array(x).astype(dtype)
+    mc.eval(X)
+    y, d = counted(lambda: (mc.silu(X * 1.1 + 0.25) - mc.gelu(X) * 0.5).numpy())
+    assert d == {"dispatches": 1, "fallbacks": 0, "regions": 1}, d
+    assert y.dtype == np.dtype(dtype if dtype == "float16" else ml_dtypes.bfloat16)
+    xh = np.asarray(X).astype(np.float64)
+    c11 = float(np.asarray(np.float64(1.1)).astype(y.dtype))   # the scalar rounds to the dtype
+    z = xh * c11 + 0.25
+    from math import erf
+    ref = z / (1 + np.exp(-z)) - 0.5 * xh * (1 + np.vectorize(erf)(xh / np.sqrt(2))) * 0.5
+    tol = 1e-3 if dtype == "float16" else 8e-3     # one rounding of the result
+    np.testing.assert_allclose(y.astype(np.float64), ref, rtol=tol, atol=tol)
+
+
+def test_held_intermediate_is_computed_and_splits_the_region(rng):
+    x = rng.standard_normal((6, 9)).astype(np.float32)
+    X = mc.array(x)
+    mid = mc.exp(X) * 0.5           # the user holds it: it must be materialised
+    out = mc.tanh(mid) + mid * 2.0
+    _, d = counted(lambda: mc.eval(out, mid))
+    assert d["regions"] == 2 and d["fallbacks"] == 0, d
+    m64 = np.exp(x.astype(np.float64)) * 0.5
+    np.testing.assert_allclose(np.asarray(mid), m64, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out), np.tanh(m64) + m64 * 2, rtol=1e-6)
+
+
+def test_long_chains_and_wide_regions_split_within_kernel_limits(rng):
+    x = rng.standard_normal(300).astype(np.float32)
+    parts = [rng.standard_normal(300).astype(np.float32) for _ in range(30)]
+
+    def build(X, *P):
+        y = X
+        for _ in range(60):                 # 120 ops: more than one region (40 ops at most)
+            y = mc.tanh(y) * 1.01
+        for p in P:                         # 30 distinct inputs: more than 24 bindings
+            y = y + p
+        return y
+    y, d, ref = both(build, x, *parts)
+    assert d["regions"] >= 3 and d["fallbacks"] == 0 and d["dispatches"] == d["regions"], d
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_inputs_untouched_and_non_float_ops_stay_outside(rng):
+    x = rng.standard_normal((5, 5)).astype(np.float32)
+    X = mc.array(x)
+    i = mc.array(rng.integers(-5, 5, (5, 5)).astype(np.int32))
+    y = (mc.exp(X) + 1.0) * (i * 2).astype(mc.float32) - X
+    ref = (np.exp(x.astype(np.float64)) + 1) * (np.asarray(i) * 2) - x
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(X), x)
+
+
+def test_region_fallback_when_the_kernel_is_missing(rng):
+    x = rng.standard_normal((3, 7)).astype(np.float32)
+    be = metal_backend.get()
+    be.missing.add("program_run_f32")
+    try:
+        y, d = counted(lambda: (mc.exp(mc.array(x)) * 2.0 + 1.0).numpy())
+    finally:
+        be.missing.discard("program_run_f32")
+    assert d["regions"] == 1 and d["fallbacks"] == 1 and d["dispatches"] == 0, d
+    np.testing.assert_allclose(y, np.exp(x.astype(np.float64)) * 2 + 1, rtol=1e-6)
