@@ -155,3 +155,58 @@ def test_region_fallback_when_the_kernel_is_missing(rng):
         be.missing.discard("program_run_f32")
     assert d["regions"] == 1 and d["fallbacks"] == 1 and d["dispatches"] == 0, d
     np.testing.assert_allclose(y, np.exp(x.astype(np.float64)) * 2 + 1, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ plan cache
+def plan_counts():
+    s = mc._executor_stats()
+    return s["fusion_plan_hits"], s["fusion_plan_misses"]
+
+
+def test_rebuilt_graph_is_planned_once(rng):
+    from metalcandle import _fusion
+    _fusion.clear_plans()
+    x = rng.standard_normal((16, 33)).astype(np.float32)
+    b = rng.standard_normal(33).astype(np.float32)
+    h0, m0 = plan_counts()
+    outs = [chain20(mc.array(x), mc.array(b)).numpy() for _ in range(4)]
+    h1, m1 = plan_counts()
+    assert (h1 - h0, m1 - m0) == (3, 1)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    # a different scalar is a different plan (the constant lives in the program)
+    y = (mc.exp(mc.array(x)) * 3.0 + 1.0).numpy()
+    z = (mc.exp(mc.array(x)) * 4.0 + 1.0).numpy()
+    assert plan_counts()[1] == m1 + 2
+    np.testing.assert_allclose(z - y, np.exp(x.astype(np.float64)), rtol=1e-5, atol=1e-5)
+
+
+def test_plan_keys_see_identity_and_observers(rng):
+    a = rng.standard_normal((4, 10)).astype(np.float32)
+    c = rng.standard_normal((4, 10)).astype(np.float32)
+
+    def soft(x, y):   # softmax only when x is y: the cache must not replay a match for x != y
+        e = mc.exp(x - mc.max(y, axis=-1, keepdims=True))
+        return e / mc.sum(e, axis=-1, keepdims=True)
+    A, C = mc.array(a), mc.array(c)
+    mc.eval(A, C)
+    before = mc._executor_stats()["fusion_softmax"]
+    s1 = soft(A, A).numpy()
+    s2 = soft(A, C).numpy()
+    assert mc._executor_stats()["fusion_softmax"] == before + 1
+    e = np.exp(a - a.max(-1, keepdims=True))
+    np.testing.assert_allclose(s1, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    e = np.exp(a - c.max(-1, keepdims=True))
+    np.testing.assert_allclose(s2, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    # the same structure with an intermediate held by the user: that node must be materialised
+    X = mc.array(a)
+    for held in (False, True, False):
+        mid = mc.exp(X) * 0.5
+        out = mc.tanh(mid) + 1.0
+        if held:
+            mc.eval(out, mid)
+            np.testing.assert_allclose(np.asarray(mid), np.exp(a.astype(np.float64)) * 0.5,
+                                       rtol=1e-6)
+        del mid
+        np.testing.assert_allclose(out.numpy(), np.tanh(np.exp(a.astype(np.float64)) * 0.5) + 1,
+                                   rtol=1e-6)

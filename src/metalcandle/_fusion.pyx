@@ -18,11 +18,12 @@ from metalcandle._graph cimport (Tensor, OP_MUL, OP_DIV, OP_ADD, OP_SUB, OP_MATM
                                  OP_MAX, OP_SUM, OP_MEAN, OP_VAR, OP_RSQRT, OP_SQRT, OP_SQUARE,
                                  OP_POW, F_SCALAR, F_REFLECTED, F_KEEPDIMS, OP_RMS_NORM,
                                  OP_LAYER_NORM, OP_REGION, OP_WHERE, OP_COUNT, DT_BOOL,
-                                 DT_FLOAT16, DT_BFLOAT16, DT_FLOAT32, new_node)
+                                 DT_FLOAT16, DT_BFLOAT16, DT_FLOAT32, new_node, MAXDIM,
+                                 FIRST_UNARY, OP_ANY)
 
 enabled = True     # mc.set_fusion(False) turns rewriting off (debugging)
 _stats = {"rewrites": 0, "lora": 0, "softmax": 0, "rms_norm": 0, "layer_norm": 0,
-          "regions": 0, "region_ops": 0}
+          "regions": 0, "region_ops": 0, "plan_hits": 0, "plan_misses": 0}
 _fast = None
 
 
@@ -211,20 +212,44 @@ cdef _Ctx new_ctx(list order, Py_ssize_t *uses, char *kept, bytearray claimed):
 
 
 cdef list rewrite(list order, Py_ssize_t *uses, char *kept):
-    """Shadow node per plan index (None: computed as written)."""
+    """Shadow node per plan index (None: computed as written), or None for no rewrite."""
+    cdef Py_ssize_t n = len(order), i
+    cdef bint on_metal = False
+    if not enabled or n < 2:
+        return None
+    for i in range(n):
+        if (<Tensor>order[i]).device != 0:
+            on_metal = True
+            break
+    if not on_metal:
+        return plan(order, uses, kept, False)
+    key = plan_key(order, uses, kept)
+    if key is not None:
+        cached = _plans.get(key)
+        if cached is not None:
+            _stats["plan_hits"] += 1
+            return replay(order, cached)
+        _stats["plan_misses"] += 1
+    before = dict(_stats)
+    shadows = plan(order, uses, kept, True)
+    if key is not None:
+        if len(_plans) >= PLAN_CACHE_MAX:
+            _plans.clear()
+        delta = {k: v - before[k] for k, v in _stats.items() if v != before[k]}
+        delta.pop("plan_misses", None)
+        _plans[key] = record(order, shadows or [], delta)
+    return shadows
+
+
+cdef list plan(list order, Py_ssize_t *uses, char *kept, bint on_metal):
     global _fast
     cdef Py_ssize_t n = len(order), i
     cdef Tensor t
     cdef list shadows = None
     cdef _Ctx c = None
     cdef bytearray claimed = None
-    cdef bint on_metal = False
-    if not enabled:
-        return None
     for i in range(n - 1, -1, -1):
         t = <Tensor>order[i]
-        if t.device != 0:
-            on_metal = True
         if t.op != OP_MUL and t.op != OP_DIV and t.op != OP_ADD and t.op != OP_MATMUL:
             continue
         if shadows is None:
@@ -248,7 +273,7 @@ cdef list rewrite(list order, Py_ssize_t *uses, char *kept):
             c.claimed[i] = 1
             shadows[i] = s
             _stats["rewrites"] += 1
-    if on_metal and n > 1:
+    if on_metal:
         if shadows is None:
             claimed = bytearray(n)
             c = new_ctx(order, uses, kept, claimed)
@@ -258,6 +283,7 @@ cdef list rewrite(list order, Py_ssize_t *uses, char *kept):
 
 
 include "_fusion_regions.pxi"
+include "_fusion_plans.pxi"
 
 
 def set_fusion(flag):
