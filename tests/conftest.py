@@ -32,6 +32,18 @@ def device(request):
 
 
 @pytest.fixture
+def on_metal():
+    """The metal device as the default, its error state reset, fusion on (the metal test modules
+    use it for every test)."""
+    prev = mc.default_device()
+    mc.set_default_device("metal")
+    mc.metal.reset()
+    yield
+    mc.set_default_device(prev)
+    mc.set_fusion(True)
+
+
+@pytest.fixture
 def spy():
     """An ImplSpy on the NumPy backend table, restored after the test."""
     s = helpers.ImplSpy()

@@ -353,3 +353,17 @@ def draw_pair(op, rand, sa, sb, dt):
     if op == "power" and kind(dt) != "f":
         da = (0, 4)
     return draw(rand, sa, dt, da), draw(rand, sb, dt, db)
+
+
+def metal_counted(fn, keys=("dispatches", "command_buffers", "pipeline_compiles", "fallbacks")):
+    """(fn(), delta) of the metal device counters, the backend's fallbacks and the executor's
+    region count over the call."""
+    from metalcandle.backends import metal_backend
+
+    def snap():
+        return dict(mc.metal.stats(), fallbacks=metal_backend.get().fallbacks,
+                    regions=mc._executor_stats()["fusion_regions"])
+    before = snap()
+    r = fn()
+    after = snap()
+    return r, {k: after[k] - before[k] for k in keys}

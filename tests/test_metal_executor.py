@@ -20,26 +20,17 @@ if "metal" not in mc.devices():
 
 from metalcandle import _metal                                   # noqa: E402
 from metalcandle.backends import metal_backend                  # noqa: E402
+from helpers import metal_counted                                # noqa: E402
 
 MOCK = _metal.mock_available()
 
 
-@pytest.fixture(autouse=True)
-def on_metal():
-    prev = mc.default_device()
-    mc.set_default_device("metal")
-    mc.metal.reset()
-    yield
-    mc.set_default_device(prev)
+pytestmark = pytest.mark.usefixtures("on_metal")
 
 
 def counted(fn):
     """(result of fn(), stats delta) over the device counters and the backend's fallbacks."""
-    before = dict(mc.metal.stats(), fallbacks=metal_backend.get().fallbacks)
-    r = fn()
-    after = dict(mc.metal.stats(), fallbacks=metal_backend.get().fallbacks)
-    return r, {k: after[k] - before[k] for k in ("dispatches", "command_buffers",
-                                                 "pipeline_compiles", "fallbacks")}
+    return metal_counted(fn)
 
 
 def chain(x, n):

@@ -12,6 +12,7 @@ if "metal" not in mc.devices():
                 allow_module_level=True)
 
 from metalcandle.backends import metal_backend                  # noqa: E402
+from helpers import metal_counted                                # noqa: E402
 
 try:
     import ml_dtypes
@@ -21,23 +22,11 @@ except ImportError:      # bfloat16 needs ml_dtypes
     HALVES = ["float16"]
 
 
-@pytest.fixture(autouse=True)
-def on_metal():
-    prev = mc.default_device()
-    mc.set_default_device("metal")
-    mc.metal.reset()
-    yield
-    mc.set_default_device(prev)
-    mc.set_fusion(True)
+pytestmark = pytest.mark.usefixtures("on_metal")
 
 
 def counted(fn):
-    before = dict(mc.metal.stats(), fallbacks=metal_backend.get().fallbacks,
-                  regions=mc._executor_stats()["fusion_regions"])
-    r = fn()
-    after = dict(mc.metal.stats(), fallbacks=metal_backend.get().fallbacks,
-                 regions=mc._executor_stats()["fusion_regions"])
-    return r, {k: after[k] - before[k] for k in ("dispatches", "fallbacks", "regions")}
+    return metal_counted(fn, ("dispatches", "fallbacks", "regions"))
 
 
 def both(build, *arrays):
