@@ -331,8 +331,8 @@ cdef class Device:
             family = name.split("_", 1)[0]
             path = os.path.join(self.shader_dir, family + ".metal")
             if family not in self._loaded_families and os.path.isfile(path):
+                self.load_shader_file(path)      # (a compile error leaves it to retry later)
                 self._loaded_families.add(family)
-                self.load_shader_file(path)
                 st = mc_device_pipeline(self.dev, bname, bdtype, consts, n, &p.p)
         check(st)
         p.device = self
