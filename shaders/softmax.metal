@@ -1,4 +1,4 @@
-// softmax.metal -- softmax over the last axis of a contiguous (rows, n) view.
+// softmax.metal -- softmax (and log_softmax) over the last axis of a contiguous (rows, n) view.
 //
 // Kernels (buffers (x, out, mc_row_args), dispatchThreadgroups(rows), float accumulation):
 //   softmax_block_<dtype>   n <= MC_ROW_BLOCK_MAX (4096): each thread keeps 4 consecutive values
@@ -6,10 +6,12 @@
 //                           32 (so n <= 4 * threads is required; at most 1024).
 //   softmax_looped_<dtype>  any n: one online pass (running max, rescaled running sum) and one
 //                           writing pass; 1024 threads per group is a good choice.
+//   softmax_log_block_<dtype>, softmax_log_looped_<dtype>: log_softmax with the same launches,
+//                           y = x - max - log(sum(exp(x - max))).
 // dtypes: f32 f16 bf16.
 #include "mc_utils.h"
 
-template <typename T>
+template <typename T, bool LOG>
 [[kernel]] void softmax_block(device const T* x [[buffer(0)]],
                               device T* out [[buffer(1)]],
                               constant mc_row_args& args [[buffer(2)]],
@@ -41,14 +43,15 @@ template <typename T>
   s = mc_threadgroup_sum(s, partial, simd_lane, simd_group, n_simd);
 
   const float inv = 1.0f / s;
+  const float log_s = log(s);
   for (int j = 0; j < MC_ROW_VALUES_PER_THREAD; ++j) {
     if (base + j < n) {
-      yr[base + j] = static_cast<T>(v[j] * inv);
+      yr[base + j] = static_cast<T>(LOG ? float(xr[base + j]) - m - log_s : v[j] * inv);
     }
   }
 }
 
-template <typename T>
+template <typename T, bool LOG>
 [[kernel]] void softmax_looped(device const T* x [[buffer(0)]],
                                device T* out [[buffer(1)]],
                                constant mc_row_args& args [[buffer(2)]],
@@ -84,20 +87,25 @@ template <typename T>
   }
   const float row_max = mc_threadgroup_max(m, partial, simd_lane, simd_group, n_simd);
   const float scaled = s > 0.0f ? s * exp(m - row_max) : 0.0f;  // threads without elements add 0
-  const float inv = 1.0f / mc_threadgroup_sum(scaled, partial, simd_lane, simd_group, n_simd);
+  const float total = mc_threadgroup_sum(scaled, partial, simd_lane, simd_group, n_simd);
+  const float inv = 1.0f / total;
+  const float log_s = log(total);
 
   for (int64_t base = int64_t(tid) * MC_ROW_VALUES_PER_THREAD; base < n; base += step) {
     for (int j = 0; j < MC_ROW_VALUES_PER_THREAD; ++j) {
       if (base + j < n) {
-        yr[base + j] = static_cast<T>(exp(float(xr[base + j]) - row_max) * inv);
+        const float d = float(xr[base + j]) - row_max;
+        yr[base + j] = static_cast<T>(LOG ? d - log_s : exp(d) * inv);
       }
     }
   }
 }
 
-#define MC_SOFTMAX(T, dt)                                                         \
-  MC_INSTANTIATE(MC_KERNEL_NAME(softmax, block, dt), softmax_block<T>)           \
-  MC_INSTANTIATE(MC_KERNEL_NAME(softmax, looped, dt), softmax_looped<T>)
+#define MC_SOFTMAX(T, dt)                                                           \
+  MC_INSTANTIATE(MC_KERNEL_NAME(softmax, block, dt), softmax_block<T, false>)      \
+  MC_INSTANTIATE(MC_KERNEL_NAME(softmax, looped, dt), softmax_looped<T, false>)    \
+  MC_INSTANTIATE(MC_KERNEL_NAME(softmax, log_block, dt), softmax_block<T, true>)   \
+  MC_INSTANTIATE(MC_KERNEL_NAME(softmax, log_looped, dt), softmax_looped<T, true>)
 
 MC_SOFTMAX(float, f32)
 MC_SOFTMAX(half, f16)

@@ -44,8 +44,14 @@ cdef class _Ctx:
         self.claimed[(<Tensor>v).slot] = 1
 
 
+cdef inline int opn(Tensor t) noexcept:
+    # The primitive of a node the matchers may look inside: an evaluated node has dropped its
+    # inputs, so it is a leaf to them (-1), whatever op computed it.
+    return t.op if t.status == 0 else -1
+
+
 cdef inline bint is_op(object v, int op):
-    return (<Tensor>v).op == op
+    return opn(<Tensor>v) == op
 
 
 cdef inline bint tt(Tensor t):
@@ -59,20 +65,20 @@ cdef bint last_axis_keep(Tensor r, Tensor x):
 
 cdef object match_lora(_Ctx c, Tensor t):
     cdef Tensor p, h
-    if t.op == OP_MUL and (t.flags & F_SCALAR) and type(t.scalar) is not bool:
+    if opn(t) == OP_MUL and (t.flags & F_SCALAR) and type(t.scalar) is not bool:
         p = <Tensor>t.inputs[0]
-        if p.op == OP_MATMUL and c.inner(p, 1):
+        if opn(p) == OP_MATMUL and c.inner(p, 1):
             h = <Tensor>p.inputs[0]
-            if h.op == OP_MATMUL and c.inner(h, 1) and (<Tensor>h.inputs[1]).ndim == 2 \
+            if opn(h) == OP_MATMUL and c.inner(h, 1) and (<Tensor>h.inputs[1]).ndim == 2 \
                     and (<Tensor>p.inputs[1]).ndim == 2:
                 c.claim(p); c.claim(h)
                 _stats["lora"] += 1
                 return _fast.lora(h.inputs[0], h.inputs[1], p.inputs[1], float(t.scalar))
-    if t.op == OP_MATMUL and (<Tensor>t.inputs[1]).ndim == 2:
+    if opn(t) == OP_MATMUL and (<Tensor>t.inputs[1]).ndim == 2:
         p = <Tensor>t.inputs[0]
-        if p.op == OP_MUL and (p.flags & F_SCALAR) and type(p.scalar) is not bool and c.inner(p, 1):
+        if opn(p) == OP_MUL and (p.flags & F_SCALAR) and type(p.scalar) is not bool and c.inner(p, 1):
             h = <Tensor>p.inputs[0]
-            if h.op == OP_MATMUL and c.inner(h, 1) and (<Tensor>h.inputs[1]).ndim == 2:
+            if opn(h) == OP_MATMUL and c.inner(h, 1) and (<Tensor>h.inputs[1]).ndim == 2:
                 c.claim(p); c.claim(h)
                 _stats["lora"] += 1
                 return _fast.lora(h.inputs[0], h.inputs[1], t.inputs[1], float(p.scalar))
@@ -81,18 +87,18 @@ cdef object match_lora(_Ctx c, Tensor t):
 
 cdef object match_softmax(_Ctx c, Tensor t):
     cdef Tensor e, s, z, m, x
-    if t.op != OP_DIV or not tt(t):
+    if opn(t) != OP_DIV or not tt(t):
         return None
     e, s = <Tensor>t.inputs[0], <Tensor>t.inputs[1]
-    if e.op != OP_EXP or s.op != OP_SUM or s.inputs[0] is not e or not (s.flags & F_KEEPDIMS):
+    if opn(e) != OP_EXP or opn(s) != OP_SUM or s.inputs[0] is not e or not (s.flags & F_KEEPDIMS):
         return None
     if not (c.inner(e, 2) and c.inner(s, 1)):
         return None
     z = <Tensor>e.inputs[0]
-    if z.op != OP_SUB or not tt(z) or not c.inner(z, 1):
+    if opn(z) != OP_SUB or not tt(z) or not c.inner(z, 1):
         return None
     x, m = <Tensor>z.inputs[0], <Tensor>z.inputs[1]
-    if m.op != OP_MAX or m.inputs[0] is not x or not (m.flags & F_KEEPDIMS) or not c.inner(m, 1):
+    if opn(m) != OP_MAX or m.inputs[0] is not x or not (m.flags & F_KEEPDIMS) or not c.inner(m, 1):
         return None
     if len(m.aux) != 1 or m.aux != s.aux:
         return None
@@ -106,35 +112,35 @@ cdef object square_of(_Ctx c, object v, Tensor x):
     cdef Tensor q = <Tensor>v
     if not c.inner(q, 1):
         return False
-    if q.op == OP_SQUARE and q.inputs[0] is x:
+    if opn(q) == OP_SQUARE and q.inputs[0] is x:
         return True
-    if q.op == OP_MUL and tt(q) and q.inputs[0] is x and q.inputs[1] is x:
+    if opn(q) == OP_MUL and tt(q) and q.inputs[0] is x and q.inputs[1] is x:
         return True
-    return q.op == OP_POW and (q.flags & F_SCALAR) and not (q.flags & F_REFLECTED) \
+    return opn(q) == OP_POW and (q.flags & F_SCALAR) and not (q.flags & F_REFLECTED) \
         and q.scalar == 2 and q.inputs[0] is x
 
 
 cdef object inv_std(_Ctx c, Tensor t):
     # t = x * rsqrt(A) | rsqrt(A) * x | x / sqrt(A), with A = stat + eps: (x, rsqrt/sqrt node, A)
     cdef Tensor a, b, r, add
-    if (t.op != OP_MUL and t.op != OP_DIV) or not tt(t):
+    if (opn(t) != OP_MUL and opn(t) != OP_DIV) or not tt(t):
         return None
     a, b = <Tensor>t.inputs[0], <Tensor>t.inputs[1]
-    if t.op == OP_MUL:
-        if b.op == OP_RSQRT:
+    if opn(t) == OP_MUL:
+        if opn(b) == OP_RSQRT:
             r = b
-        elif a.op == OP_RSQRT:
+        elif opn(a) == OP_RSQRT:
             r, a = a, b
         else:
             return None
-    elif t.op == OP_DIV and b.op == OP_SQRT:
+    elif opn(t) == OP_DIV and opn(b) == OP_SQRT:
         r = b
     else:
         return None
     if not c.inner(r, 1):
         return None
     add = <Tensor>r.inputs[0]
-    if add.op != OP_ADD or not (add.flags & F_SCALAR) or type(add.scalar) is bool \
+    if opn(add) != OP_ADD or not (add.flags & F_SCALAR) or type(add.scalar) is bool \
             or not c.inner(add, 1) or not add.scalar >= 0:
         return None
     return a, r, add
@@ -142,19 +148,19 @@ cdef object inv_std(_Ctx c, Tensor t):
 
 cdef int square_refs(object v):
     # how many times the squared operand is referenced by the square node
-    return 2 if (<Tensor>v).op == OP_MUL else 1
+    return 2 if opn(<Tensor>v) == OP_MUL else 1
 
 
 cdef object match_norm(_Ctx c, Tensor t):
     # anchor: [ADD(., bias)] of [MUL(., w)] of core, core = x * rsqrt(stat + eps) or x / sqrt(...)
     cdef Tensor node = t, w = None, bias = None, x = None, r = None, add, stat, xc, x0, mu
     cdef list wrappers = []
-    if node.op == OP_ADD and tt(node) and (<Tensor>node.inputs[1]).ndim == 1 \
+    if opn(node) == OP_ADD and tt(node) and (<Tensor>node.inputs[1]).ndim == 1 \
             and c.inner(node.inputs[0], 1):
         bias = <Tensor>node.inputs[1]
         node = <Tensor>node.inputs[0]
         wrappers.append(node)
-    if node.op == OP_MUL and tt(node) and (<Tensor>node.inputs[1]).ndim == 1 \
+    if opn(node) == OP_MUL and tt(node) and (<Tensor>node.inputs[1]).ndim == 1 \
             and (is_op(node.inputs[0], OP_MUL) or is_op(node.inputs[0], OP_DIV)) \
             and c.inner(node.inputs[0], 1):
         w = <Tensor>node.inputs[1]
@@ -165,13 +171,13 @@ cdef object match_norm(_Ctx c, Tensor t):
         return None
     x, r, add = found
     stat = <Tensor>add.inputs[0]
-    if (stat.op != OP_MEAN and stat.op != OP_VAR) or not c.inner(stat, 1) or x.ndim == 0:
+    if (opn(stat) != OP_MEAN and opn(stat) != OP_VAR) or not c.inner(stat, 1) or x.ndim == 0:
         return None
     D = x.shape[x.ndim - 1]
     for p in (w, bias):
         if p is not None and (<Tensor>p).shape[0] != D:
             return None
-    if stat.op == OP_MEAN and bias is None and last_axis_keep(stat, x) \
+    if opn(stat) == OP_MEAN and bias is None and last_axis_keep(stat, x) \
             and square_of(c, stat.inputs[0], x):
         for v in wrappers:
             c.claim(v)
@@ -180,14 +186,14 @@ cdef object match_norm(_Ctx c, Tensor t):
         return _fast.rms_norm(x, w, float(add.scalar))
     # LayerNorm: x is the centred xc = x0 - mean(x0)
     xc = x
-    if xc.op != OP_SUB or not tt(xc):
+    if opn(xc) != OP_SUB or not tt(xc):
         return None
     x0, mu = <Tensor>xc.inputs[0], <Tensor>xc.inputs[1]
-    if mu.op != OP_MEAN or mu.inputs[0] is not x0 or not last_axis_keep(mu, x0) or not c.inner(mu, 1):
+    if opn(mu) != OP_MEAN or mu.inputs[0] is not x0 or not last_axis_keep(mu, x0) or not c.inner(mu, 1):
         return None
     if not last_axis_keep(stat, x0):
         return None
-    if stat.op == OP_VAR:
+    if opn(stat) == OP_VAR:
         if stat.inputs[0] is not x0 or stat.scalar or not c.inner(xc, 1):
             return None
     elif not (square_of(c, stat.inputs[0], xc) and c.inner(xc, 1 + square_refs(stat.inputs[0]))):
@@ -196,7 +202,7 @@ cdef object match_norm(_Ctx c, Tensor t):
         c.claim(v)
     for v in (r, add, stat, xc, mu):
         c.claim(v)
-    if stat.op == OP_MEAN:
+    if opn(stat) == OP_MEAN:
         c.claim(stat.inputs[0])
     _stats["layer_norm"] += 1
     return _fast.layer_norm(x0, w, bias, float(add.scalar))

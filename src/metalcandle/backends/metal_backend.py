@@ -113,7 +113,10 @@ class MetalBackend:
             return fallback(node, ins, None)
         return impl
 
-    def _contig_or_strided(self, family, variant, dt, node, arrays, extra_out_dtype=None):
+    def _contig_or_strided(self, family, variant, dt, node, arrays, extra_out_dtype=None,
+                           strided=None):
+        # strided: the kernel name for non-contiguous/broadcast operands when it does not follow
+        # the family's "<family>_<variant>_strided_<dt>" rule
         shape = node.shape
         n = node.size
         out = self.empty(shape, extra_out_dtype or NP[node._dtype_code])
@@ -134,7 +137,8 @@ class MetalBackend:
         else:
             if len(shape) > MAX_DIMS:
                 return None
-            name = f"{family}_{variant}_strided_{dt}" if family != "ternary" else f"ternary_where_strided_{dt}"
+            name = strided or (f"{family}_{variant}_strided_{dt}" if family != "ternary"
+                               else f"ternary_where_strided_{dt}")
             if not self.has(name):
                 return None
             args = _strided_args(shape, [a for a, _ in bound])
@@ -181,9 +185,8 @@ class MetalBackend:
         src, dst = SUFFIX[node._aux], SUFFIX[node._dtype_code]
         if x.dtype != NP[node._aux]:
             return None
-        return self._contig_or_strided("copy", f"contig_from_{src}", dst, node, [x]) \
-            if x.flags.c_contiguous else \
-            self._contig_or_strided("copy", f"strided_from_{src}", dst, node, [x])
+        return self._contig_or_strided("copy", f"contig_from_{src}", dst, node, [x],
+                                       strided=f"copy_strided_from_{src}_{dst}")
 
     def _k_reduce(self, name, node, ins):
         x = ins[0]
