@@ -122,6 +122,18 @@ def test_op_without_kernel_falls_back_on_the_same_memory(rng):
     np.testing.assert_allclose(np.asarray(y), np.vectorize(m.erf)(a) + 1, rtol=1e-6, atol=3e-7)
 
 
+def test_astype_of_strided_views_runs_the_strided_copy_kernel(rng):
+    a = rng.standard_normal((6, 10)).astype(np.float32)
+    x = mc.array(a)
+    mc.eval(x)
+    for view, ref in ((x.T, a.T), (x[:, ::3], a[:, ::3]), (x[::-1], a[::-1])):
+        v = view
+        mc.eval(v)                          # the view itself is the NumPy fallback's business
+        y, d = counted(lambda: v.astype(mc.float16).numpy())
+        assert d["dispatches"] == 1 and d["fallbacks"] == 0, d
+        np.testing.assert_array_equal(y, ref.astype(np.float16))
+
+
 def test_results_are_device_memory_viewed_without_copy(rng):
     y = mc.array(rng.standard_normal(64).astype(np.float32)) * 3
     arr = np.asarray(y)
