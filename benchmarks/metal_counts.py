@@ -9,6 +9,11 @@ import numpy as np
 from benchmarks.workloads import chain, chain_inputs, mlp_inputs, mlp_step
 
 
+# the counters that say something per eval (the JSON keeps all of them)
+SHOWN = ("dispatches", "command_buffers", "barriers", "pipeline_compiles", "buffer_allocations",
+         "regions", "plan_hits", "plan_misses")
+
+
 def _numeric(d):
     return {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -19,16 +24,46 @@ def _graphs(p):
     s = p.asarray(np.random.default_rng(7).standard_normal((2, 10, 64), dtype=np.float32))
     r = p.asarray(np.random.default_rng(8).standard_normal((2, 10, 128), dtype=np.float32))
     w = p.asarray(np.ones(128, np.float32))
+    mc = p.mod
+    g = np.random.default_rng(9)
+
+    def arr(*shape):
+        return mc.array((g.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32))
+    lx, la, lb, lw = arr(1, 128, 512), arr(512, 8), arr(8, 512), arr(512, 512)
+    q, k, v = arr(1, 8, 16, 64), arr(1, 2, 16, 64), arr(1, 2, 16, 64)
     return [("chain 30 ops (4,)", lambda: chain(p, x, c, 30)),
             ("MLP step 18 ops", lambda: mlp_step(p, *args)),
             ("softmax (2,10,64)", lambda: p.softmax(s, -1)),
-            ("rms_norm (2,10,128)", lambda: p.rms_norm(r, w, 1e-5))]
+            ("softmax written out", lambda: _softmax_composite(mc, s)),
+            ("rms_norm (2,10,128)", lambda: p.rms_norm(r, w, 1e-5)),
+            ("layer_norm (2,10,128)", lambda: mc.fast.layer_norm(r, w, w, 1e-5)),
+            ("rope (1,8,16,64)", lambda: mc.fast.rope(q, 64)),
+            ("sdpa causal GQA 8/2 heads", lambda: mc.fast.scaled_dot_product_attention(
+                q, k, v, scale=0.125, mask="causal")),
+            ("lora x(1,128,512) r8", lambda: mc.fast.lora(lx, la, lb, 2.0)),
+            ("lora written out", lambda: (lx @ la) @ lb * 2.0),
+            ("lora_linear", lambda: mc.fast.lora_linear(lx, lw, None, la, lb, 2.0))]
+
+
+def _softmax_composite(mc, x):
+    e = mc.exp(x - mc.max(x, axis=-1, keepdims=True))
+    return e / mc.sum(e, axis=-1, keepdims=True)
+
+
+def _counters(mc, metal):
+    ex = mc._executor_stats()
+    return dict(_numeric(metal.stats()), regions=ex["fusion_regions"],
+                plan_hits=ex["fusion_plan_hits"], plan_misses=ex["fusion_plan_misses"])
 
 
 def metal_counts(p, evals=5):
     """{"available": bool, "note": str, "graphs": {name: {counter: per-eval delta}}}."""
     mc = p.mod
-    metal = getattr(mc, "metal", None)
+    try:
+        import importlib
+        metal = importlib.import_module(mc.__name__ + ".metal")
+    except ImportError:
+        metal = None
     if metal is None:
         return {"available": False, "graphs": {},
                 "note": "mc.metal is not built: the mock device is not built (no counts)"}
@@ -47,10 +82,10 @@ def metal_counts(p, evals=5):
         mc.set_default_device("metal")
         for name, build in _graphs(p):
             mc.eval(build())   # warm-up: pipeline compiles are not per-eval costs
-            before = _numeric(metal.stats())
+            before = _counters(mc, metal)
             for _ in range(evals):
                 mc.eval(build())
-            after = _numeric(metal.stats())
+            after = _counters(mc, metal)
             out[name] = {k: (after[k] - before.get(k, 0)) / evals for k in after}
     except Exception as e:
         return {"available": True, "graphs": out,
@@ -63,7 +98,8 @@ def metal_counts(p, evals=5):
 def format_counts(res):
     if not res["available"] or not res["graphs"]:
         return [res["note"]]
-    keys = sorted({k for g in res["graphs"].values() for k in g})
+    present = {k for g in res["graphs"].values() for k in g}
+    keys = [k for k in SHOWN if k in present]
     lines = ["per eval: " + ", ".join(keys)]
     for name, g in res["graphs"].items():
         lines.append(f"  {name:24s} " + "  ".join(f"{k}={g.get(k, 0):g}" for k in keys))
