@@ -16,9 +16,9 @@ import pytest
 
 import metalcandle as mc
 from metalcandle.backends import metal_fused, np_fused
+from fused_refs import f32, lora_weights, ref_softmax, ref_rms, ref_ln, check, softmax_composite
 
 METAL = "metal" in mc.devices()
-TOL = 1e-5
 
 
 # ------------------------------------------------------------------ host side (every build)
@@ -47,55 +47,14 @@ def test_argument_packing_matches_the_shader_structs():
                                         "scaled_dot_product_attention"}
 
 
-# ------------------------------------------------------------------ references (float64)
-def f32(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def lora_weights(rng, n_in, rank, out):
-    return f32(rng, n_in, rank) / np.sqrt(n_in), f32(rng, rank, out) / np.sqrt(rank)
-
-
-def ref_softmax(x, axis=-1):
-    x = x.astype(np.float64)
-    e = np.exp(x - x.max(axis, keepdims=True))
-    return e / e.sum(axis, keepdims=True)
-
-
-def ref_rms(x, w, eps):
-    x = x.astype(np.float64)
-    r = x / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
-    return r * w if w is not None else r
-
-
-def ref_ln(x, w, b, eps):
-    x = x.astype(np.float64)
-    r = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
-    r = r * w if w is not None else r
-    return r + b if b is not None else r
-
-
 def f64(a):
     return None if a is None else np.asarray(a).astype(np.float64)
-
-
-def check(t, ref, tol=TOL):
-    got = np.asarray(t).astype(np.float64)
-    assert got.shape == ref.shape
-    err = np.max(np.abs(got - ref)) if got.size else 0.0
-    assert err < tol, err
 
 
 if METAL:
     from metalcandle.backends import metal_backend
 
-    @pytest.fixture(autouse=True)
-    def on_metal():
-        prev = mc.default_device()
-        mc.set_default_device("metal")
-        mc.metal.reset()
-        yield
-        mc.set_default_device(prev)
+    pytestmark = pytest.mark.usefixtures("on_metal")
 
     def counted(*ts):
         """Evaluate ts; (dispatches, fallbacks) it took. Inputs should be evaluated already."""
@@ -192,10 +151,6 @@ if METAL:
         check(y, 2.0 * (xs @ as_) @ bs, tol)
 
     # -------------------------------------------------------------- softmax / RMSNorm (predecessor)
-    def softmax_composite(x, axis=-1):
-        e = mc.exp(x - x.max(axis, keepdims=True))
-        return e / e.sum(axis, keepdims=True)
-
     @pytest.mark.parametrize("shape", [(64,), (4, 64), (2, 10, 64), (3, 5000)])
     @pytest.mark.parametrize("form", ["fused", "composite"])
     def test_softmax_is_one_dispatch(rng, shape, form):

@@ -98,55 +98,43 @@ def _row_args(rows, n, eps=0.0):
 
 
 # ------------------------------------------------------------------ row kernels
-@_kernel("layer_norm")
-def layer_norm(backend, node, ins):
-    has_w, has_b = node._aux
-    x = ins[0]
-    w = ins[1] if has_w else None
-    b = ins[-1] if has_b else None
-    sfx = _suffix(node, x, w, b)
+def _rows(backend, node, family, x, *params, consts=None, eps=0.0):
+    """One threadgroup per row of x's last axis: kernel <family>_{block,looped}_<dt> bound as
+    (x, *params, out, mc_row_args). None when the dtype, size or kernel does not fit."""
+    sfx = _suffix(node, x, *params)
     if sfx is None or x.shape[-1] == 0:
         return None
     n = x.shape[-1]
     rows = x.size // n
     variant = "block" if n <= _ROW_BLOCK_MAX else "looped"
-    name = f"layernorm_{variant}_{sfx}"
+    name = f"{family}_{variant}_{sfx}"
     if not backend.has(name):
         return None
-    bound = _contig_all(backend, x, w, b)
+    bound = _contig_all(backend, x, *params)
     if bound is None:
         return None
-    (_, xb), (_, wb), (_, bb) = bound
     out = backend.empty(x.shape, x.dtype)
+    bufs = [b for _, b in bound] + [backend.binding(out), _row_args(rows, n, eps)]
     threads = _row_threads(n, 4) if variant == "block" else 1024
-    backend.dev.dispatch(name, [xb, wb, bb, backend.binding(out), _row_args(rows, n, node._scalar)],
-                         (rows, 1, 1), (threads, 1, 1), constants={0: has_w, 1: has_b},
-                         writes=[3])
+    backend.dev.dispatch(name, bufs, (rows, 1, 1), (threads, 1, 1), constants=consts,
+                         writes=[len(bufs) - 2])
     return out
+
+
+@_kernel("layer_norm")
+def layer_norm(backend, node, ins):
+    has_w, has_b = node._aux
+    w = ins[1] if has_w else None
+    b = ins[-1] if has_b else None
+    return _rows(backend, node, "layernorm", ins[0], w, b, consts={0: has_w, 1: has_b},
+                 eps=node._scalar)
 
 
 @_kernel("log_softmax")
 def log_softmax(backend, node, ins):
-    x = ins[0]
-    if node._aux != x.ndim - 1:
+    if node._aux != ins[0].ndim - 1:
         return None
-    sfx = _suffix(node, x)
-    if sfx is None or x.shape[-1] == 0:
-        return None
-    n = x.shape[-1]
-    rows = x.size // n
-    variant = "block" if n <= _ROW_BLOCK_MAX else "looped"
-    name = f"softmax_log_{variant}_{sfx}"
-    if not backend.has(name):
-        return None
-    bound = _contig(backend, x)
-    if bound is None:
-        return None
-    out = backend.empty(x.shape, x.dtype)
-    threads = _row_threads(n, 4) if variant == "block" else 1024
-    backend.dev.dispatch(name, [bound[1], backend.binding(out), _row_args(rows, n)],
-                         (rows, 1, 1), (threads, 1, 1), writes=[1])
-    return out
+    return _rows(backend, node, "softmax_log", ins[0])
 
 
 # ------------------------------------------------------------------ rope
