@@ -172,6 +172,8 @@ class ImplSpy:
         return self.names.index(name)
 
     def _patch(self, i, make):
+        # the C fast path for small CPU arrays bypasses the table: off while patched
+        mc._executor._set_fast_path(i, False)
         for t, table in enumerate(self.tables):
             orig = self.saved.setdefault((t, i), table[i])
             table[i] = make(orig)
@@ -188,12 +190,13 @@ class ImplSpy:
             self._patch(self._code(name), make)
         return self
 
-    def fail(self, name, exc=RuntimeError("injected backend failure")):
-        """Make the named primitive raise ``exc`` when run."""
+    def fail(self, name, exc=None):
+        """Make the named primitive raise ``exc`` (default: a fresh RuntimeError per call; a
+        shared instance would chain tracebacks that keep every failed node alive)."""
         def make(orig):
             def failing(node, ins, out):
                 self.calls.append(name)
-                raise exc
+                raise exc if exc is not None else RuntimeError("injected backend failure")
             return failing
         self._patch(self._code(name), make)
         return self
@@ -201,6 +204,7 @@ class ImplSpy:
     def restore(self):
         for (t, i), fn in self.saved.items():
             self.tables[t][i] = fn
+            mc._executor._set_fast_path(i, True)
         self.saved.clear()
 
 

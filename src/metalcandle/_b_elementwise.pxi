@@ -89,6 +89,18 @@ cdef bint _array_like(object x):
     return isinstance(x, (list, tuple)) or hasattr(x, "__array__") or hasattr(x, "__array_interface__")
 
 
+cdef Tensor binary_fn(int op, object a, object b):
+    # The function forms (mc.add(a, b), ...) have no reflected operator to fall back on: a foreign
+    # operand gets the conversion's typed error, naming the op and what it was given.
+    r = binary(op, a, b)
+    if r is NotImplemented:
+        as_tensor(a, OP_NAMES[op])
+        as_tensor(b, OP_NAMES[op])
+        raise ArgumentTypeError(f"{OP_NAMES[op]}: unsupported operands {type(a).__name__} and "
+                                f"{type(b).__name__}")
+    return <Tensor>r
+
+
 cdef object _bitwise_logic(int op, object a, object b, str sym):
     r = binary(op, a, b)
     if r is NotImplemented:
@@ -181,10 +193,13 @@ def clip(x, a_min=None, a_max=None):
     if a_min is None and a_max is None:
         raise ArgumentError("clip: at least one of a_min and a_max must be given")
     r = as_tensor(x, "clip")
+    for bound in (a_min, a_max):
+        if bound is not None and type(bound) is not Tensor and not is_pyscalar(bound):
+            as_tensor(bound, "clip")     # a typed error naming clip for what is not a number
     if a_min is not None:
-        r = binary(OP_MAXIMUM, r, a_min)
+        r = binary_fn(OP_MAXIMUM, r, a_min)
     if a_max is not None:
-        r = binary(OP_MINIMUM, r, a_max)
+        r = binary_fn(OP_MINIMUM, r, a_max)
     return r
 
 
@@ -197,54 +212,54 @@ def add(a, b):
     >>> mc.add(mc.array([1, 2]), 3).tolist()
     [4, 5]
     """
-    return binary(OP_ADD, a, b)
+    return binary_fn(OP_ADD, a, b)
 
 def subtract(a, b):
     """Elementwise ``a - b``."""
-    return binary(OP_SUB, a, b)
+    return binary_fn(OP_SUB, a, b)
 
 def multiply(a, b):
     """Elementwise ``a * b``."""
-    return binary(OP_MUL, a, b)
+    return binary_fn(OP_MUL, a, b)
 
 def divide(a, b):
     """Elementwise true division; integer inputs give float32."""
-    return binary(OP_DIV, a, b)
+    return binary_fn(OP_DIV, a, b)
 
 def floor_divide(a, b):
     """Elementwise ``a // b`` (NumPy semantics)."""
-    return binary(OP_FLOORDIV, a, b)
+    return binary_fn(OP_FLOORDIV, a, b)
 
 def remainder(a, b):
     """Elementwise ``a % b`` with the sign of ``b`` (NumPy semantics)."""
-    return binary(OP_MOD, a, b)
+    return binary_fn(OP_MOD, a, b)
 
 def power(a, b):
     """Elementwise ``a ** b``."""
-    return binary(OP_POW, a, b)
+    return binary_fn(OP_POW, a, b)
 
 def maximum(a, b):
     """Elementwise maximum (NaN propagates)."""
-    return binary(OP_MAXIMUM, a, b)
+    return binary_fn(OP_MAXIMUM, a, b)
 
 def minimum(a, b):
     """Elementwise minimum (NaN propagates)."""
-    return binary(OP_MINIMUM, a, b)
+    return binary_fn(OP_MINIMUM, a, b)
 
-def equal(a, b): return binary(OP_EQ, a, b)
-def not_equal(a, b): return binary(OP_NE, a, b)
-def less(a, b): return binary(OP_LT, a, b)
-def less_equal(a, b): return binary(OP_LE, a, b)
-def greater(a, b): return binary(OP_GT, a, b)
-def greater_equal(a, b): return binary(OP_GE, a, b)
+def equal(a, b): return binary_fn(OP_EQ, a, b)
+def not_equal(a, b): return binary_fn(OP_NE, a, b)
+def less(a, b): return binary_fn(OP_LT, a, b)
+def less_equal(a, b): return binary_fn(OP_LE, a, b)
+def greater(a, b): return binary_fn(OP_GT, a, b)
+def greater_equal(a, b): return binary_fn(OP_GE, a, b)
 
 def logical_and(a, b):
     """Elementwise logical AND of the truth values (bool result)."""
-    return binary(OP_LOGICAL_AND, a, b)
+    return binary_fn(OP_LOGICAL_AND, a, b)
 
 def logical_or(a, b):
     """Elementwise logical OR of the truth values (bool result)."""
-    return binary(OP_LOGICAL_OR, a, b)
+    return binary_fn(OP_LOGICAL_OR, a, b)
 
 def logical_not(a):
     """Elementwise logical NOT (bool result)."""

@@ -27,6 +27,17 @@ cdef char _fast_ok[OP_COUNT]
 cdef dict _stats = {"evals": 0, "nodes": 0, "donated": 0, "released": 0}
 
 
+def _set_fast_path(int op, bint on):
+    """Route primitive ``op`` through the C fast path for small CPU arrays (on, the default when it
+    covers the op) or always through the backend table (off: tests that spy on that table)."""
+    from metalcandle.backends import _cpu_fast
+    if _impls is None:
+        _load_backend()
+    if not 0 <= op < OP_COUNT:
+        raise ValueError(f"_set_fast_path: no primitive {op}")
+    _fast_ok[op] = on and op in _cpu_fast.covered
+
+
 def stats():
     """Counters since start: evals, nodes run, buffers donated/released early, pattern rewrites."""
     from metalcandle import _fusion as f

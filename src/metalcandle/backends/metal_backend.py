@@ -233,7 +233,12 @@ class MetalBackend:
             bufs = [xb, self.binding(out), _row_args(rows, n)]
             consts, writes = None, [1]
         else:
-            wb = self.on_device(w)[1] if w is not None else None
+            wb = None
+            if w is not None:      # a broadcast or strided weight: made contiguous on the device
+                wc = metal_fused.contiguous(self, w)
+                if wc is None:
+                    return None
+                wb = wc[1]
             bufs = [xb, wb, self.binding(out), _row_args(rows, n, eps)]
             consts, writes = {0: w is not None}, [2]
         threads = _row_threads(n, 4) if variant == "block" else 1024

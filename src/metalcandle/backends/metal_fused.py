@@ -56,7 +56,7 @@ def _all_kernels(backend, *names):
     return all(backend.has(n) for n in names)
 
 
-def _contig(backend, a):
+def contiguous(backend, a):
     """(C-contiguous device array, binding) holding ``a``'s values: ``a`` itself when it already
     is, an upload for host memory, else a copy_strided dispatch on the device."""
     if a.flags.c_contiguous or backend.binding(a) is None:
@@ -75,13 +75,13 @@ def _contig(backend, a):
 
 
 def _contig_all(backend, *arrays):
-    """_contig of each array (None stays None); None when any cannot be made contiguous."""
+    """contiguous() of each array (None stays None); None when any cannot be made contiguous."""
     res = []
     for a in arrays:
         if a is None:
             res.append((None, None))
             continue
-        r = _contig(backend, a)
+        r = contiguous(backend, a)
         if r is None:
             return None
         res.append(r)
@@ -163,7 +163,7 @@ def rope(backend, node, ins):
     name = f"rope_{'traditional' if traditional else 'split'}_{sfx}"
     if not backend.has(name):
         return None
-    bound = _contig(backend, x)
+    bound = contiguous(backend, x)
     if bound is None:
         return None
     rows = x.size // D
@@ -246,7 +246,7 @@ def _strided_on_device(backend, a):
     """(device array, binding, element strides) of ``a``: any layout with non-negative strides
     is read in place (host arrays are uploaded, negative strides copied)."""
     if backend.binding(a) is not None and min(a.strides, default=0) < 0:
-        r = _contig(backend, a)
+        r = contiguous(backend, a)
     else:
         r = backend.on_device(a)
     if r is None:
