@@ -224,7 +224,27 @@ def test_too_many_indices(key, spy, pending):
 @pytest.mark.parametrize("key", [2, -3, (0, 3), (slice(None), -4)], ids=repr)
 def test_index_out_of_bounds(key, spy, pending):
     check_build_error(spy, pending, IndexError, lambda y: y[key], "getitem", "out of bounds",
-                      typed=False)
+                      "(2, 3) float32", typed=False)
+
+
+@pytest.mark.parametrize("build", [lambda y: mc.take(y, [0, 3], axis=1),
+                                   lambda y: mc.take(y, mc.array([-7]), axis=None),
+                                   lambda y: mc.take(y, np.array([[2, 0]]), axis=0)])
+def test_take_with_known_indices_checks_bounds_when_built(build, spy, pending):
+    check_build_error(spy, pending, IndexError, build, "take", "out of bounds", "(2, 3)",
+                      "float32")
+
+
+@pytest.mark.parametrize("build,needles", [
+    (lambda y: mc.expand_dims(y, 4), ("expand_dims", "axis 4", "(2, 3) float32")),
+    (lambda y: mc.transpose(y, (1, 1)), ("transpose", "repeated", "(2, 3) float32")),
+    (lambda y: mc.random.bernoulli(1.5, (2,)), ("bernoulli", "[0, 1]", "1.5")),
+    (lambda y: mc.fast.scaled_dot_product_attention(
+        mc.ones((1, 3, 4, 8)), mc.ones((1, 2, 4, 8)), mc.ones((1, 2, 4, 8)), scale=1.0),
+     ("scaled_dot_product_attention", "(1, 3, 4, 8)", "(1, 2, 4, 8)", "float32")),
+], ids=["expand_dims", "transpose", "bernoulli", "sdpa_heads"])
+def test_messages_name_the_tensor(build, needles, spy, pending):
+    check_build_error(spy, pending, (ValueError, IndexError), build, *needles)
 
 
 @pytest.mark.parametrize("key", [(Ellipsis, Ellipsis), 1.5, "a", ([0], 1)], ids=repr)

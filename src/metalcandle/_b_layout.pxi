@@ -115,7 +115,7 @@ def transpose(x, axes=None):
             raise AxisError(f"transpose: axes {items} do not match {desc(a)}")
         perm = tuple([norm_axis(v, a.ndim, "transpose", a) for v in items])
         if len(set(perm)) != a.ndim:
-            raise AxisError(f"transpose: repeated axis in {items}")
+            raise AxisError(f"transpose: repeated axis in {items} for {desc(a)}")
     if perm == tuple(range(a.ndim)):
         return a
     for i in range(a.ndim):
@@ -167,9 +167,12 @@ def expand_dims(x, axis):
     cdef Tensor a = as_tensor(x, "expand_dims")
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     nd = a.ndim + len(axes)
-    pos = sorted(norm_axis(v, nd, "expand_dims") for v in axes)
+    try:
+        pos = sorted(norm_axis(v, nd, "expand_dims") for v in axes)
+    except AxisError as e:
+        raise AxisError(f"{e} (the result of expand_dims on {desc(a)})") from None
     if len(set(pos)) != len(pos):
-        raise AxisError(f"expand_dims: repeated axis in {axis!r}")
+        raise AxisError(f"expand_dims: repeated axis in {axis!r} for {desc(a)}")
     shape = list(a.shape_tuple())
     for p in pos:
         shape.insert(p, 1)
@@ -311,7 +314,8 @@ def getitem(x, key):
             ix = k.__index__() if -(1 << 62) < k < (1 << 62) else (1 << 62)  # out of bounds below
             n = a.shape[dim]
             if ix < -n or ix >= n:
-                raise IndexingError(f"getitem: index {k} is out of bounds for axis {dim} with size {n}")
+                raise IndexingError(f"getitem: index {k} is out of bounds for axis {dim} with "
+                                    f"size {n} of {desc(a)}")
             items.append(ix + n if ix < 0 else ix)
             dim += 1
         else:
@@ -341,6 +345,7 @@ def take(x, indices, axis=None):
     cdef int nd = 0, i, ax
     if not is_int(idx.dtype):
         raise DTypeError(f"take: indices must be integers, got {desc(idx)}")
+    cdef Tensor orig = a
     if axis is None:
         a = reshape(a, (-1,))
         ax = 0
@@ -348,6 +353,13 @@ def take(x, indices, axis=None):
         ax = norm_axis(axis, a.ndim, "take", a)
     if a.shape[ax] == 0 and idx.size:
         raise IndexingError(f"take: cannot take from an empty axis of {desc(a)}")
+    if idx.status == 1 and idx.size:
+        # indices given as data (a list, an array, an evaluated tensor) are checked now
+        lo, hi = int(idx.data.min()), int(idx.data.max())
+        if lo < -a.shape[ax] or hi >= a.shape[ax]:
+            raise IndexingError(f"take: index {hi if hi >= a.shape[ax] else lo} is out of bounds "
+                                f"for axis {ax} with size {a.shape[ax]} of {desc(orig)}"
+                                + (" (flattened)" if axis is None else ""))
     for i in range(ax):
         shp[nd] = a.shape[i]; nd += 1
     for i in range(idx.ndim):

@@ -293,6 +293,7 @@ cdef class Tensor:
     def std(self, axis=None, keepdims=False, ddof=0): return std(self, axis, keepdims, ddof)
     def all(self, axis=None, keepdims=False): return all(self, axis, keepdims)
     def any(self, axis=None, keepdims=False): return any(self, axis, keepdims)
+    def logsumexp(self, axis=None, keepdims=False): return logsumexp(self, axis, keepdims)
     def exp(self): return unary(OP_EXP, self)
     def log(self): return unary(OP_LOG, self)
     def sqrt(self): return unary(OP_SQRT, self)
@@ -343,8 +344,8 @@ cdef str desc(Tensor t):
 cdef int norm_axis(int axis, int ndim, str opname, object t=None) except -1:
     # t (the tensor, if any) is only formatted on error, so the happy path stays cheap.
     if axis < -ndim or axis >= ndim:
-        what = desc(<Tensor>t) if t is not None else f"a tensor with {ndim} dims"
-        raise AxisError(f"{opname}: axis {axis} is out of bounds for {what} ({ndim} dims)")
+        what = f"{desc(<Tensor>t)} ({ndim} dims)" if t is not None else f"{ndim} dims"
+        raise AxisError(f"{opname}: axis {axis} is out of bounds for {what}")
     return axis + ndim if axis < 0 else axis
 
 

@@ -167,7 +167,8 @@ def scaled_dot_product_attention(q, k, v, *, scale, mask=None):
         raise ShapeError(f"{op}: k {_desc(k)} and v {_desc(v)} need the same heads and length")
     Hkv, Lk = k.shape[1], k.shape[2]
     if Hkv == 0 or Hq % Hkv:
-        raise ShapeError(f"{op}: query heads {Hq} must be a multiple of key/value heads {Hkv}")
+        raise ShapeError(f"{op}: query heads {Hq} must be a multiple of key/value heads {Hkv}: "
+                         f"q {_desc(q)}, k {_desc(k)}")
     ins = [q, k, v]
     kind = "none"
     if isinstance(mask, str):

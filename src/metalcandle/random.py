@@ -87,6 +87,13 @@ def randint(low, high, shape=(), dtype=int32, key=None):
 
 
 def bernoulli(p=0.5, shape=(), key=None):
-    """Booleans that are True with probability ``p``."""
+    """Booleans that are True with probability ``p`` (a number in [0, 1]).
+
+    >>> import metalcandle as mc
+    >>> mc.random.bernoulli(1.0, (3,)).tolist()
+    [True, True, True]
+    """
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ArgumentError(f"bernoulli: p must be a probability in [0, 1], got {p!r}")
     k, c = _next(key)
     return _g._node(_RANDOM, _g.bool_, shape, aux=("bernoulli", k, c, float(p), 0.0))
