@@ -199,3 +199,47 @@ def test_plan_keys_see_identity_and_observers(rng):
         del mid
         np.testing.assert_allclose(out.numpy(), np.tanh(np.exp(a.astype(np.float64)) * 0.5) + 1,
                                    rtol=1e-6)
+
+
+# ------------------------------------------------------------------ generated kernels (opt-in)
+@pytest.fixture
+def codegen():
+    old = mc.metal.set_region_codegen(True)
+    yield metal_backend.get()
+    mc.metal.set_region_codegen(old)
+
+
+def test_generated_kernels_match_the_interpreter_and_compile_once(rng, codegen):
+    a = rng.uniform(0.5, 2.0, (6, 1, 9)).astype(np.float32)
+    b = rng.standard_normal((7, 9)).astype(np.float32)
+    c = rng.standard_normal((6, 7, 1)).astype(np.float32)
+
+    def build(A, B, C):      # every opcode family: unary, binary, scalars, where with a bool input
+        u = mc.sqrt(A) + mc.exp(-B) * mc.tanh(C) - mc.sigmoid(B) / A
+        v = mc.maximum(mc.silu(u), mc.minimum(mc.gelu(B), 0.5)) ** 2.0 + mc.abs(mc.sign(C))
+        return mc.where(C > 0, mc.relu(v) + mc.floor(u), mc.ceil(v) - mc.rsqrt(A) * 3.0)
+    first, d1 = counted(lambda: build(*[mc.array(v) for v in (a, b, c)]).numpy())
+    compiles = codegen.regions.compiled
+    again, d2 = counted(lambda: build(*[mc.array(v) for v in (a, b, c)]).numpy())
+    assert codegen.regions.compiled == compiles >= 1 and not codegen.regions.failed
+    assert d1["regions"] == d2["regions"] >= compiles and d1["fallbacks"] == 0
+    mc.metal.set_region_codegen(False)
+    ref = build(*[mc.array(v) for v in (a, b, c)]).numpy()
+    np.testing.assert_allclose(first, ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(again, first)
+    # a changed constant is the same structure: no new kernel
+    mc.metal.set_region_codegen(True)
+    y = (mc.exp(mc.array(a)) * 2.0 + 1.0).numpy()
+    n = codegen.regions.compiled
+    z = (mc.exp(mc.array(a)) * 3.0 + 1.0).numpy()
+    assert codegen.regions.compiled == n
+    np.testing.assert_allclose(z - y, np.exp(a.astype(np.float64)), rtol=1e-5, atol=1e-5)
+
+
+def test_generated_kernel_compile_error_falls_back_to_the_interpreter(rng, codegen):
+    from metalcandle import _metal
+    x = rng.standard_normal((3, 11)).astype(np.float32)
+    _metal.mock_fail_compiles(1)
+    y, d = counted(lambda: (mc.cos(mc.array(x)) * 0.25 - 4.0).numpy())
+    assert d["dispatches"] == 1 and d["fallbacks"] == 0 and len(codegen.regions.failed) == 1, d
+    np.testing.assert_allclose(y, np.cos(x.astype(np.float64)) * 0.25 - 4, rtol=1e-6)

@@ -17,7 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["is_available", "device", "stats", "clear_cache", "set_cache_limit", "reset", "shader_dir"]
+__all__ = ["is_available", "device", "stats", "clear_cache", "set_cache_limit", "reset", "shader_dir",
+           "set_region_codegen"]
 
 _lock = threading.Lock()
 _device: Any = None
@@ -134,3 +135,18 @@ def reset() -> None:
     if _device is not None:
         _device.reset()
         _device.clear_cache()
+
+
+def set_region_codegen(flag: bool) -> bool:
+    """Run elementwise regions with kernels generated per region structure (compiled once each,
+    on first use) instead of the shipped interpreter kernel; returns the previous setting.
+    Off by default (docs/fusion.md explains the trade-off; only a Mac can measure it).
+
+    >>> if is_available():
+    ...     old = set_region_codegen(True); _ = set_region_codegen(old)
+    """
+    from metalcandle.backends import metal_backend
+    _open()
+    be = metal_backend.get()
+    old, be.codegen = be.codegen, bool(flag)
+    return old

@@ -46,6 +46,8 @@ class MetalBackend:
         self.fallbacks = 0
         self.used = False
         self.impls = [self._wrap(i, name) for i, name in enumerate(g.op_names)]
+        self.codegen = False        # generated kernels per region structure (metal_codegen)
+        self.regions = None
 
     # ----------------------------------------------------------------- buffers
     def to_device(self, a):
@@ -309,16 +311,27 @@ class MetalBackend:
             bufs.append(b)
         out = self.empty(shape, T)
         ob = self.binding(out)
-        # The mock (like Metal's validation layer) checks every binding: unused ones get any buffer.
-        bufs += [bufs[0] if bufs else ob] * (PROGRAM_MAX_INPUTS - len(bufs))
+        gen = self._region_kernel(code, node._dtype_code, in_bool, len(ins)) if self.codegen else None
+        n_in = len(bufs)
+        if gen is None:
+            # The mock (like Metal's validation layer) checks every binding: unused ones get any
+            # buffer.
+            bufs += [bufs[0] if bufs else ob] * (PROGRAM_MAX_INPUTS - len(bufs))
         strides += [0] * (PROGRAM_MAX_INPUTS * MAX_DIMS - len(strides))
         consts = list(np_region.region_consts(node)) + [0.0] * (32 - len(node._aux[1]))
         args = _PROGRAM_ARGS.pack(n, len(shape), len(ins), len(code) // 8, int(contig),
                                   *(list(shape) + pad), *strides, in_bool, *consts,
                                   code.ljust(PROGRAM_CODE_BYTES, b"\0"), 0)
-        self.dev.dispatch(kname, bufs + [ob, args], (n, 1, 1), (min(256, n), 1, 1),
-                          threads=True, writes=[PROGRAM_MAX_INPUTS])
+        self.dev.dispatch(gen or kname, bufs + [ob, args], (n, 1, 1), (min(256, n), 1, 1),
+                          threads=True, writes=[n_in if gen else PROGRAM_MAX_INPUTS])
         return out
+
+    def _region_kernel(self, code, dtype_code, in_bool, n_inputs):
+        if self.regions is None:
+            from metalcandle import metal
+            from metalcandle.backends.metal_codegen import RegionKernels
+            self.regions = RegionKernels(self.dev, str(metal.shader_dir()))
+        return self.regions.get(code, SUFFIX[dtype_code], in_bool, n_inputs)
 
     def finish(self):
         """One sync per eval: after it, every result buffer is current."""
