@@ -2,8 +2,10 @@
 
 >>> import metalcandle as mc
 >>> x = mc.array([[1.0, 2.0], [3.0, 4.0]])
->>> y = mc.softmax(x @ x.T, axis=-1) if hasattr(mc, "softmax") else x @ x.T
+>>> y = mc.softmax(x @ x.T, axis=-1)      # lazy: nothing is computed yet
 >>> mc.eval(y)
+>>> y.shape, [f"{v:.3f}" for v in y.sum(axis=-1).tolist()]
+((2, 2), ['1.000', '1.000'])
 
 Importing this package loads the Cython graph core and small Python modules only: no NumPy and no
 device are touched until the first evaluation.
@@ -34,3 +36,14 @@ from metalcandle._executor import stats as _executor_stats
 
 bool = bool_  # noqa: A001  (mc.bool, as in MLX; the builtin is untouched outside this namespace)
 _graph._eval_hook = _executor.eval
+
+
+def __getattr__(name):
+    # mc.metal (the device API) is imported on first use, keeping `import metalcandle` cheap.
+    if name == "metal":
+        import importlib
+        try:
+            return importlib.import_module("metalcandle.metal")
+        except ImportError as e:     # a -Dmetal=disabled build
+            raise AttributeError(f"metalcandle was built without the metal module: {e}") from None
+    raise AttributeError(f"module 'metalcandle' has no attribute {name!r}")

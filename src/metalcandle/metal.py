@@ -5,8 +5,8 @@ Importing this module opens nothing; the device opens on first use (``device()``
 opens: ``METALCANDLE_METAL_CACHE_LIMIT`` (bytes of free buffers kept for reuse) and
 ``METALCANDLE_METAL_COMMIT_EVERY`` (dispatches per command buffer).
 
->>> import metalcandle.metal as metal
->>> metal.is_available() in (True, False)
+>>> import metalcandle as mc
+>>> mc.metal.is_available() in (True, False)
 True
 """
 
@@ -33,7 +33,8 @@ _ZERO_STATS = {k: 0 for k in (
 def shader_dir() -> Path:
     """Directory of the shipped ``.metal`` sources (package data).
 
-    >>> shader_dir().name
+    >>> import metalcandle as mc
+    >>> mc.metal.shader_dir().name
     'shaders'
     """
     here = Path(__file__).resolve().parent
@@ -77,8 +78,9 @@ def device() -> Any:
 
     Raises NoDeviceError when there is no Metal GPU or the build has no Metal driver.
 
-    >>> if is_available():
-    ...     buf = device().buffer(64)
+    >>> import metalcandle as mc
+    >>> if mc.metal.is_available():
+    ...     buf = mc.metal.device().buffer(64)
     """
     return _open()
 
@@ -86,7 +88,8 @@ def device() -> Any:
 def is_available() -> bool:
     """True when a Metal device can be used (opens it on first call).
 
-    >>> isinstance(is_available(), bool)
+    >>> import metalcandle as mc
+    >>> isinstance(mc.metal.is_available(), bool)
     True
     """
     try:
@@ -100,7 +103,8 @@ def stats() -> dict:
     """Device counters: dispatches, command_buffers, pipeline_compiles, pipeline_hits,
     active/peak/cached bytes, cache_limit, ... All zero while the device is not open.
 
-    >>> sorted(stats())[:3]
+    >>> import metalcandle as mc
+    >>> sorted(mc.metal.stats())[:3]
     ['active_bytes', 'barriers', 'buffer_allocations']
     """
     return _device.stats() if _device is not None else dict(_ZERO_STATS)
@@ -109,7 +113,8 @@ def stats() -> dict:
 def clear_cache() -> None:
     """Free every cached (unused) device buffer. No-op while the device is not open.
 
-    >>> clear_cache()
+    >>> import metalcandle as mc
+    >>> mc.metal.clear_cache()
     """
     if _device is not None:
         _device.clear_cache()
@@ -118,8 +123,9 @@ def clear_cache() -> None:
 def set_cache_limit(nbytes: int) -> int:
     """Bound the bytes of free buffers kept for reuse (opens the device); returns the old limit.
 
-    >>> if is_available():
-    ...     old = set_cache_limit(64 << 20); _ = set_cache_limit(old)
+    >>> import metalcandle as mc
+    >>> if mc.metal.is_available():
+    ...     old = mc.metal.set_cache_limit(64 << 20); _ = mc.metal.set_cache_limit(old)
     """
     if nbytes < 0:
         raise ValueError(f"set_cache_limit: nbytes must be >= 0, got {nbytes}")
@@ -130,7 +136,8 @@ def reset() -> None:
     """Leave the error state after a failed command buffer (waits for in-flight work and drops
     uncommitted work), and free the buffer cache. No-op while the device is not open.
 
-    >>> reset()
+    >>> import metalcandle as mc
+    >>> mc.metal.reset()
     """
     if _device is not None:
         _device.reset()
@@ -142,8 +149,9 @@ def set_region_codegen(flag: bool) -> bool:
     on first use) instead of the shipped interpreter kernel; returns the previous setting.
     Off by default (docs/fusion.md explains the trade-off; only a Mac can measure it).
 
-    >>> if is_available():
-    ...     old = set_region_codegen(True); _ = set_region_codegen(old)
+    >>> import metalcandle as mc
+    >>> if mc.metal.is_available():
+    ...     old = mc.metal.set_region_codegen(True); _ = mc.metal.set_region_codegen(old)
     """
     from metalcandle.backends import metal_backend
     _open()
