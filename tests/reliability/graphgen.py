@@ -2,6 +2,7 @@
 ops, reductions, each with a float64 NumPy reference and a propagated error bound.
 See docs/reliability.md."""
 import operator as O
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -121,12 +122,18 @@ class GraphCore:
     def __init__(self, seed):
         self.seed, self.rng = seed, np.random.default_rng(seed)
         self.nodes, self.lines, self.leaves, self.info = [], [], [], ""
+        self.names = set()
 
-    def report(self):
+    def report(self, failed=None):
+        """Seed, replay command, (when ``failed``: a node, or True for a failed eval) a shrunk
+        minimal reproduction (shrink.py), then the whole graph."""
         dev = mc.default_device()
-        return (f"\n--- random graph seed={self.seed} device={dev} {self.info}\nreplay: python "
-                f"tests/reliability/test_random_graphs.py {self.seed} --device {dev}\n"
-                + "\n".join(self.lines))
+        head = (f"\n--- random graph seed={self.seed} device={dev} {self.info}\nreplay: python "
+                f"tests/reliability/test_random_graphs.py {self.seed} --device {dev}\n")
+        if failed is not None:
+            from reliability.shrink import shrink
+            head += shrink(self, failed) + "\n--- full graph:\n"
+        return head + "\n".join(self.lines)
 
     def add(self, ref, err, dt, expr, build):
         ref = np.asarray(ref)
@@ -150,7 +157,9 @@ class GraphCore:
         if t.dtype.name != dt or t.shape != ref.shape:
             raise AssertionError(f"{name}: built {t.dtype.name} {t.shape}, expected {dt} "
                                  f"{ref.shape}" + self.report())
-        n = SimpleNamespace(t=t, ref=ref, err=err, dt=dt, name=name)
+        n = SimpleNamespace(t=t, ref=ref, err=err, dt=dt, name=name, expr=expr, val=None,
+                            deps=sorted(set(re.findall(r"\bn\d+\b", expr)) & self.names))
+        self.names.add(name)
         self.nodes.append(n)
         return n
 
@@ -169,6 +178,9 @@ class GraphCore:
             expr, build = f"mc.{fn.__name__}(<{dt} {shape} ndarray>)", lambda: fn(a)
         ref = a.astype(F64) if dt in U else (a.copy() if dt == "bool" else a.astype(np.int64))
         n = self.add(ref, 0.0, dt, expr, build)
+        if n is not None:      # for the shrunk repro: the values themselves, runnable
+            n.val, n.expr = a.copy(), expr.split("(<")[0] + (
+                f"({a.tolist()!r})" if "list>" in expr else f"(np.array({a.tolist()!r}, {dt!r}))")
         self.leaves.append((n, a, a.copy()))
         return n
 
