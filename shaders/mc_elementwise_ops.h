@@ -43,11 +43,16 @@ struct GeluTanh {
 
 // Ops valid for every numeric type.
 struct Neg { template <typename T> T operator()(T x) const { return T(-x); } };
-struct Abs { template <typename T> T operator()(T x) const { return x < T(0) ? T(-x) : x; } };
+// -0.0 maps to +0.0 (IEEE abs, NumPy sign); NaN stays NaN; ints as usual
+struct Abs {
+  template <typename T> T operator()(T x) const { return x < T(0) ? T(-x) : (x == T(0) ? T(0) : x); }
+};
 struct Square { template <typename T> T operator()(T x) const { return T(x * x); } };
 struct Sign {
-  // zero and NaN map to themselves, as in NumPy
-  template <typename T> T operator()(T x) const { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x); }
+  // zeros map to +0 and NaN to NaN, as in NumPy
+  template <typename T> T operator()(T x) const {
+    return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));
+  }
 };
 struct LogicalNot { bool operator()(bool x) const { return !x; } };
 

@@ -15,8 +15,23 @@ from metalcandle._graph cimport (Tensor, OP_COUNT, FIRST_UNARY, LAST_BINARY, OP_
 from metalcandle import _graph
 from metalcandle cimport _fusion
 
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_acquire_lock,
+                               PyThread_release_lock, NOWAIT_LOCK, WAIT_LOCK)
+
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject *o)
+
+# Planning (collect -> rewrite -> tables) writes scratch fields of the nodes (visit, slot) and
+# reads them back; rewriting may run Python code, where another thread can take over. One lock
+# makes planning one-at-a-time across threads; the run itself (NumPy kernels release the GIL,
+# Metal waits) is outside it, reading only this plan's own tables.
+cdef PyThread_type_lock _plan_lock = PyThread_allocate_lock()
+
+
+cdef inline void _lock_plan() noexcept:
+    if not PyThread_acquire_lock(_plan_lock, NOWAIT_LOCK):
+        with nogil:
+            PyThread_acquire_lock(_plan_lock, WAIT_LOCK)
 
 cdef long long _epoch = 0
 cdef list _impls = None
@@ -119,9 +134,21 @@ cdef list collect(list outs, long long ep):
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef run(list outs):
-    global _epoch
     if _impls is None:
         _load_backend()
+    _lock_plan()
+    cdef bint locked = True
+    try:
+        _run(outs, &locked)
+    finally:
+        if locked:
+            PyThread_release_lock(_plan_lock)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef _run(list outs, bint *locked):
+    global _epoch
     _epoch += 1
     cdef long long ep = _epoch
     cdef list order = collect(outs, ep)
@@ -131,6 +158,7 @@ cdef run(list outs):
     cdef Py_ssize_t i, k, total = 0
     cdef Tensor t, u
     cdef list srcs = order
+    cdef list leaves
     for i in range(n):
         total += len((<Tensor>order[i]).inputs) + 5   # + room for a shadow's extra inputs
     # Flat C tables: input slots (-1: already evaluated) per node, remaining uses, kept flags.
@@ -168,18 +196,27 @@ cdef run(list outs):
                         if (<Tensor>w).status == 0:
                             uses[(<Tensor>w).slot] -= 1
         k = 0
+        leaves = []
         for i in range(n):
             start[i] = k
             if dead[i]:
                 continue
             for w in (<Tensor>srcs[i]).inputs:
                 u = <Tensor>w
-                slots[k] = u.slot if u.status == 0 else -1
+                if u.status == 0:
+                    slots[k] = u.slot
+                else:
+                    # evaluated inputs are read now, so another thread committing a shared node
+                    # while this plan runs cannot pull them away (docs/design.md, Threads)
+                    slots[k] = -1 - len(leaves)
+                    leaves.append(u.data)
                 k += 1
         start[n] = k
+        locked[0] = False
+        PyThread_release_lock(_plan_lock)
         # IEEE semantics, as on the GPU: inf/nan results are values, not warnings.
         with _errstate(all="ignore"):
-            vals = execute(srcs, order, n, start, slots, uses, kept, dead)
+            vals = execute(srcs, order, n, start, slots, uses, kept, dead, leaves)
             if _metal is not None:
                 _metal.finish()     # one sync per eval, before anything is committed
         for i in range(n):
@@ -207,7 +244,7 @@ cdef void _count_uses(list srcs, Py_ssize_t n, Py_ssize_t *uses):
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef list execute(list srcs, list order, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *slots,
-                  Py_ssize_t *uses, char *kept, char *dead):
+                  Py_ssize_t *uses, char *kept, char *dead, list leaves):
     cdef list vals = [None] * n
     cdef list ins
     cdef Py_ssize_t i, k, s, donor
@@ -233,7 +270,7 @@ cdef list execute(list srcs, list order, Py_ssize_t n, Py_ssize_t *start, Py_ssi
                 if uses[s] == 1 and not kept[s]:
                     donor = s
             else:
-                ins.append((<Tensor>t.inputs[k - start[i]]).data)
+                ins.append(leaves[-1 - s])
         out = None
         if donor >= 0 and (FIRST_UNARY <= op <= LAST_BINARY or op == OP_WHERE) and op != OP_CAST:
             u = <Tensor>order[donor]

@@ -135,6 +135,7 @@ cdef class Device:
     cdef readonly str driver
     cdef readonly object shader_dir
     cdef set _loaded_families
+    cdef object _family_lock
     cdef object __weakref__
     cdef int _open(self) except -1
     cdef Pipeline _pipeline(self, str name, object dtype, object constants)

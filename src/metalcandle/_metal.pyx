@@ -11,6 +11,7 @@ from libc.string cimport memset
 
 import os
 import re
+import threading
 
 from metalcandle.errors import (CommandBufferError, DeviceError, DeviceOutOfMemory, NoDeviceError,
                                 ShaderCompileError)
@@ -227,6 +228,9 @@ cdef class Device:
         self.driver = driver
         self.shader_dir = os.fspath(shader_dir) if shader_dir is not None else None
         self._loaded_families = set()
+        # one thread compiles a shader family; others missing the same family wait for it (the
+        # pipeline cache itself lives in C, with its own lock; this only guards library loads)
+        self._family_lock = threading.Lock()
         if driver == "metal":
             drv = mc_metal_driver()
             if drv == NULL:
@@ -331,8 +335,10 @@ cdef class Device:
             family = name.split("_", 1)[0]
             path = os.path.join(self.shader_dir, family + ".metal")
             if family not in self._loaded_families and os.path.isfile(path):
-                self.load_shader_file(path)      # (a compile error leaves it to retry later)
-                self._loaded_families.add(family)
+                with self._family_lock:
+                    if family not in self._loaded_families:     # re-check: another thread may
+                        self.load_shader_file(path)            # have loaded it meanwhile (a compile
+                        self._loaded_families.add(family)      # error leaves it to retry later)
                 st = mc_device_pipeline(self.dev, bname, bdtype, consts, n, &p.p)
         check(st)
         p.device = self

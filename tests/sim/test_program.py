@@ -136,7 +136,7 @@ def test_generated_kernel_equals_the_interpreter_for_every_opcode(rng, tmp_path)
     x = random_array(rng, shape, "f32", 0.2, 2.5)
     y = random_array(rng, (37,), "f32", -2.0, 2.0)
     c = rng.random((4, 1)) < 0.5
-    instrs = [(0, 0, 0), (0, 1, 1)]
+    instrs = [(0, 0, 0), (0, 1, 1), (1, 5, 1)]               # r0 = x, r1 = y, r5 = 0
     for name, code_ in sorted(_fusion.REGION_OPCODES.items()):
         if name == "where":
             instrs += [(0, 3, 2), (code_, 2, 3, 0, 1)]
@@ -144,9 +144,9 @@ def test_generated_kernel_equals_the_interpreter_for_every_opcode(rng, tmp_path)
             instrs += [(code_, 2, 0, 1)]
         else:
             instrs += [(code_, 2, 0)]
-        instrs += [(1, 3, 0), (op("multiply"), 2, 2, 3), (op("add"), 1, 1, 2)]   # y += k * f(...)
+        instrs += [(1, 3, 0), (op("multiply"), 2, 2, 3), (op("add"), 5, 5, 2)]  # r5 += k * f(x, y)
     code = assemble(instrs)
-    consts = (0.125,)
+    consts = (0.125, 0.0)
     in_bool = 0b100
     name = metal_codegen.kernel_name(code, "f32", in_bool, 3)
     for h in SHADER_DIR.glob("*.h"):

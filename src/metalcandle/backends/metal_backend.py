@@ -8,6 +8,7 @@ the native policy (one open command buffer, committed every N dispatches); the e
 failure leaves every requested tensor pending.
 """
 import struct
+import threading
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class MetalBackend:
         self.dev = dev
         self.missing = set()        # kernel names the shipped library does not have
         self.fallbacks = 0
-        self.used = False
+        self.local = threading.local()   # per thread: did this thread's eval dispatch work?
         self.impls = [self._wrap(i, name) for i, name in enumerate(g.op_names)]
         self.codegen = False        # generated kernels per region structure (metal_codegen)
         self.regions = None
@@ -104,7 +105,7 @@ class MetalBackend:
                 return _fk(self, node, ins)
 
         def impl(node, ins, out):
-            self.used = True
+            self.local.used = True
             if kernel is not None:
                 r = kernel(name, node, ins)
                 if r is not None:
@@ -335,8 +336,10 @@ class MetalBackend:
 
     def finish(self):
         """One sync per eval: after it, every result buffer is current."""
-        if self.used:
-            self.used = False
+        # Per thread: another thread's sync must not let this thread skip waiting for its own
+        # dispatches (a shared flag did, returning buffers the GPU had not written yet).
+        if getattr(self.local, "used", False):
+            self.local.used = False
             self.dev.sync()
 
 

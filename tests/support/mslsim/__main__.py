@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "info":
         print(json.dumps(result.translation.info(), indent=2))
         return 0
-    tmp = args.output + ".tmp"
+    tmp = f"{args.output}.{os.getpid()}.tmp"     # concurrent compiles of one source may race
     shutil.copyfile(result.so_path, tmp)
     os.replace(tmp, args.output)
     return 0
