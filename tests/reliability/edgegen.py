@@ -11,13 +11,12 @@ max/min/argmax/argmin over a size-0 axis (NumPy raises) must raise ShapeError at
 Nodes carry name/expr/deps/ref like graphgen's, so shrink.py shrinks failures here too.
 """
 import importlib.util
-import re
-from types import SimpleNamespace
 
 import numpy as np
 
 import helpers as H
 import metalcandle as mc
+from reliability.graphgen import register
 from metalcandle import errors as E
 
 DTYPES = ["bool", "uint8", "int8", "int16", "uint32", "int32", "int64", "float16", "float32",
@@ -67,21 +66,7 @@ class EdgeGraph:
         ref = np.asarray(ref)
         if exact and not fits(ref, dt):
             return None
-        name = f"e{len(self.nodes)}"
-        self.lines.append(f"{name} = {expr}   # {dt} {ref.shape}")
-        try:
-            t = build()
-        except Exception as e:
-            raise AssertionError(f"{name}: building raised {type(e).__name__}: {e}"
-                                 + self.report()) from None
-        if t.dtype.name != dt or t.shape != ref.shape:
-            raise AssertionError(f"{name}: built {t.dtype.name} {t.shape}, expected {dt} "
-                                 f"{ref.shape}" + self.report())
-        n = SimpleNamespace(t=t, ref=ref, dt=dt, name=name, expr=expr, exact=exact, op=op,
-                            deps=sorted(set(re.findall(r"\be\d+\b", expr)) & self.names))
-        self.names.add(name)
-        self.nodes.append(n)
-        return n
+        return register(self, "e", ref, dt, expr, build, exact=exact, op=op)
 
     # ------------------------------------------------------------ leaves and creation
     def leaf(self, shape=None, dt=None):

@@ -116,6 +116,39 @@ def bcast(*shapes):
         return None
 
 
+def register(g, prefix, ref, dt, expr, build, **extra):
+    """Build the node ``expr`` (by ``build()``) as the next node of graph ``g``: checked against
+    the reference's dtype and shape, named ``<prefix><index>``, its text kept for the report."""
+    name = f"{prefix}{len(g.nodes)}"
+    g.lines.append(f"{name} = {expr}   # {dt} {ref.shape}")
+    try:
+        t = build()
+    except Exception as e:
+        raise AssertionError(f"{name}: building raised {type(e).__name__}: {e}" + g.report()) from None
+    if t.dtype.name != dt or t.shape != ref.shape:
+        raise AssertionError(f"{name}: built {t.dtype.name} {t.shape}, expected {dt} "
+                             f"{ref.shape}" + g.report())
+    n = SimpleNamespace(t=t, ref=ref, dt=dt, name=name, expr=expr,
+                        deps=sorted(set(re.findall(rf"\b{prefix}\d+\b", expr)) & g.names), **extra)
+    g.names.add(name)
+    g.nodes.append(n)
+    return n
+
+
+def run_seeds(seeds, run_one):
+    """run_one(seed) -> ops for every seed (a failure does not hide the next ones);
+    returns (ops, [(seed, message)])."""
+    ops, fails = 0, []
+    for seed in seeds:
+        try:
+            ops += run_one(seed)
+        except AssertionError as e:
+            fails.append((seed, str(e)))
+            if mc.default_device() == "metal":
+                mc.metal.reset()
+    return ops, fails
+
+
 class GraphCore:
     """A random graph under construction: nodes with their tensors, references and bounds."""
 
@@ -147,21 +180,7 @@ class GraphCore:
                 return None
         elif dt != "bool" and np.abs(ref).max() > LIM[dt]:
             return None
-        name = f"n{len(self.nodes)}"
-        self.lines.append(f"{name} = {expr}   # {dt} {ref.shape}")
-        try:
-            t = build()
-        except Exception as e:
-            raise AssertionError(f"{name}: building raised {type(e).__name__}: {e}"
-                                 + self.report()) from None
-        if t.dtype.name != dt or t.shape != ref.shape:
-            raise AssertionError(f"{name}: built {t.dtype.name} {t.shape}, expected {dt} "
-                                 f"{ref.shape}" + self.report())
-        n = SimpleNamespace(t=t, ref=ref, err=err, dt=dt, name=name, expr=expr, val=None,
-                            deps=sorted(set(re.findall(r"\bn\d+\b", expr)) & self.names))
-        self.names.add(name)
-        self.nodes.append(n)
-        return n
+        return register(self, "n", ref, dt, expr, build, err=err, val=None)
 
     # ------------------------------------------------------------ operands
     def leaf(self, shape=None, dt=None):

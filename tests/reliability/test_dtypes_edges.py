@@ -10,6 +10,7 @@ import helpers as H
 import metalcandle as mc
 from metalcandle import errors as E
 from reliability.edgegen import DTYPES, EdgeGraph, dtypes_here
+from reliability.graphgen import run_seeds
 
 pytestmark = pytest.mark.usefixtures("device", "fusion_restored")
 
@@ -17,17 +18,9 @@ BLOCKS, PER_BLOCK, METAL_PER_BLOCK = 6, 500, 50      # 3,000 graphs on the CPU, 
 
 
 def run_edge_block(seeds):
-    ops, fails = 0, []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)    # NumPy's mean of an empty slice
-        for seed in seeds:
-            try:
-                ops += EdgeGraph(seed).build().evaluate()
-            except AssertionError as e:
-                fails.append((seed, str(e)))
-                if mc.default_device() == "metal":
-                    mc.metal.reset()
-    return ops, fails
+        return run_seeds(seeds, lambda seed: EdgeGraph(seed).build().evaluate())
 
 
 @pytest.mark.parametrize("block", range(BLOCKS))

@@ -15,7 +15,7 @@ import helpers as H  # noqa: E402
 import metalcandle as mc  # noqa: E402
 from reliability.graphgen import (  # noqa: E402
     U, NP, K, SAFETY, U32, F64, CMP, ARITH, REDUCE, UNARIES, Sc, GraphCore, castE, bcast,
-    rand_shape, rand_key)
+    rand_shape, rand_key, run_seeds)
 
 BLOCKS, PER_BLOCK = 40, 250               # 10,000 graphs on the CPU
 METAL_PER_BLOCK = 50                      # 2,000 on Metal (the MSL simulator is slower)
@@ -341,15 +341,7 @@ def run_graph(seed):
 
 def run_block(seeds):
     """Run every graph (a failure does not hide the next ones); returns (ops, failures)."""
-    ops, fails = 0, []
-    for seed in seeds:
-        try:
-            ops += run_graph(seed)
-        except AssertionError as e:
-            fails.append((seed, str(e)))
-            if mc.default_device() == "metal":
-                mc.metal.reset()
-    return ops, fails
+    return run_seeds(seeds, run_graph)
 
 
 @pytest.mark.parametrize("block", range(BLOCKS))
