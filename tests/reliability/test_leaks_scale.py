@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import metalcandle as mc
-from reliability.test_leaks_threads import device_bytes, rss, tensors
+from reliability.test_leaks_threads import RSS_LIMIT, device_bytes, rss, tensors
 
 pytestmark = pytest.mark.usefixtures("device", "fusion_restored")
 
@@ -104,7 +104,7 @@ def test_a_million_chain_nodes_keep_memory_flat(device, rand):
     report(f"{n_chains} chains x {length}", nodes, f)
     assert nodes == n_chains * length
     assert f["traced_growth"] < 64 * 1024, f
-    assert f["rss_growth"] < 16 * 2 ** 20, f
+    assert f["rss_growth"] < RSS_LIMIT, f
     assert f["tensors"] <= 2 and f["device_growth"] <= 64 * 1024, f
 
 
@@ -124,6 +124,6 @@ def test_mixed_thousand_node_graphs_keep_memory_flat(device, rand):
     report(f"{n_graphs} mixed graphs", nodes, f)
     assert nodes >= n_graphs * length * 0.9
     assert f["traced_growth"] < 64 * 1024, f
-    assert f["rss_growth"] < 16 * 2 ** 20, f
+    assert f["rss_growth"] < RSS_LIMIT, f
     assert f["tensors"] <= 2 and f["device_growth"] <= 64 * 1024, f
     assert np.isfinite(first).all()

@@ -22,6 +22,12 @@ def tensors():
     return sum(type(o) is mc.Tensor for o in gc.get_objects())
 
 
+# RSS may grow this much after warm-up. Under AddressSanitizer (CI's last stage) freed blocks
+# wait in ASan's quarantine before reuse, so RSS says little there: tracemalloc and the live
+# tensor counts are the leak checks that hold in every build.
+RSS_LIMIT = (256 if "asan" in os.environ.get("LD_PRELOAD", "") else 16) * 2 ** 20
+
+
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -72,7 +78,7 @@ def test_memory_is_stable_over_many_evals(rand):
     gc.collect()
     assert m2 - m1 < 64 * 1024, f"Python memory grew {m2 - m1} bytes over 300 graphs"
     assert tensors() - n0 <= 2, f"{tensors() - n0} Tensor objects leaked"
-    assert rss() - r0 < 16 * 2 ** 20, f"RSS grew {(rss() - r0) / 2 ** 20:.1f} MiB"
+    assert rss() - r0 < RSS_LIMIT, f"RSS grew {(rss() - r0) / 2 ** 20:.1f} MiB"
     assert device_bytes() - d0 <= 64 * 1024, f"device memory grew {device_bytes() - d0} bytes"
 
 
