@@ -6,11 +6,16 @@ that does one repetition and returns the nanoseconds it spent in the timed part,
 (instead of being timed from outside) lets a case keep untimed work inside a repetition, e.g. build
 a graph, then time only its evaluation.
 
-All libraries of a case run in one process, interleaved per repetition (the starting library
-rotates), so drift on a noisy VM (frequency, neighbours, page cache) hits all of them alike.
-The cyclic GC is paused while a repetition runs and collected between rounds, as ``timeit`` does.
+All libraries of a case run in one process, interleaved per repetition in a fresh random order
+(seeded), so drift on a noisy VM (frequency, neighbours, page cache) and the after-effects of one
+library (worker threads still spinning) hit all of them alike.
+The cyclic GC is paused while a repetition runs, as ``timeit`` does, and collects (if its
+thresholds say so) between repetitions, outside the timed part. It is not forced between rounds:
+a full collection walks every object of every loaded library and leaves the caches cold, which
+made each repetition time a cold start (a 100-node eval measured 1.3 us/node instead of 0.45).
 """
 import gc
+import random
 import statistics
 import time
 
@@ -83,9 +88,14 @@ def run_case(case, peers, quick, log=print):
     samples = {p.name: [] for p, _ in ok}
     failed = set()
     gc.collect()
+    shuffler = random.Random(20261201)
     for r in range(reps):
-        k = r % len(ok) if ok else 0
-        for p, fn in ok[k:] + ok[:k]:
+        # A fresh order each repetition: a library must not always run right after the same peer
+        # (a rotation kept metalcandle right behind jax/torch, whose worker threads still spin on
+        # the second core for a while after their ops, and charged that to metalcandle).
+        order = list(ok)
+        shuffler.shuffle(order)
+        for p, fn in order:
             if p.name in failed:
                 continue
             gc.disable()
@@ -101,7 +111,6 @@ def run_case(case, peers, quick, log=print):
             # (ns, calls) from a calibrated loop (each call is case.per ops), else ns for case.per
             samples[p.name].append(res[0] / (res[1] * case.per) if type(res) is tuple
                                    else res / case.per)
-        gc.collect()
     for name, s in samples.items():
         if name not in failed:
             out[name] = {"stats": summarize(s), "samples": s, "note": ""}
