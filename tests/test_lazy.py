@@ -353,3 +353,18 @@ def test_threads_evaluating_one_shared_pending_graph(device, rand):
         assert not errors, errors
         for g in got:
             np.testing.assert_allclose(g, ref, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("n", [3, 100_000])            # C fast path, NumPy path
+def test_ieee_results_without_warnings_and_errstate_restored(device, n, spy):
+    import warnings
+    before = np.geterr()
+    z = mc.array(np.zeros(n, np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = (mc.log(z) + z / z).numpy()      # -inf + nan
+        assert np.isnan(r).all()
+        spy.fail("sum")                       # a failing eval leaves errstate as it was too
+        with pytest.raises(RuntimeError):
+            mc.eval(mc.sum(z / z))
+    assert np.geterr() == before
