@@ -1,9 +1,8 @@
 """Fused transformer ops: LoRA, softmax, RMSNorm at a decode-like and a prefill-like size.
 
-metalcandle runs them as composite graphs today and switches to ``mc.softmax`` /
-``mc.fast.rms_norm`` / ``mc.fast.lora`` as soon as ``hasattr`` finds them (see peers.py). Peers use
-their own fused op where they have one (``mx.fast.rms_norm``, ``torch.softmax``, ...); the JSON
-records which path each library took. Each case is also reported as a multiple of the
+metalcandle runs its fused primitives (``mc.softmax``, ``mc.fast.rms_norm``, ``mc.fast.lora``).
+Peers use their own fused op where they have one (``mx.fast.rms_norm``, ``torch.softmax``, ...) and
+the composite form otherwise; the JSON records which path each library took. Each case is also reported as a multiple of the
 memory-bandwidth floor: a plain copy of ``x`` (read x, write an output of the same size), which is
 the least traffic any implementation of these ops needs.
 """
@@ -34,18 +33,11 @@ def _size(shape):
 
 
 def _resolve(p, op, args):
-    """The op to time: the peer's (maybe fused) op, or metalcandle's composite form when the
-    fused op exists but cannot be called this way yet (it is being built)."""
+    """The op to time: the peer's fused op where it has one, else its composite form (peers.py
+    says which; metalcandle always uses its fused primitive). A failing op fails the case."""
     fn = getattr(p, op)
-    try:
-        p.sync(fn(*args))
-        return fn
-    except Exception as e:
-        comp = getattr(getattr(p, "composite", None), op, None)
-        if comp is None:
-            raise
-        p.fused[op] = f"composite (fused call failed: {e.__class__.__name__}: {str(e)[:80]})"
-        return comp
+    p.sync(fn(*args))
+    return fn
 
 
 def _timed(p, fn, args, k):

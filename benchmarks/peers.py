@@ -60,23 +60,8 @@ def _metalcandle():
             asarray=mc.array, sync=mc.eval,
             exp=mc.exp, relu=mc.relu, silu=mc.silu, rsqrt=mc.rsqrt, sqrt=mc.sqrt,
             sum=mc.sum, max=mc.max, mean=mc.mean, reshape=mc.reshape, zeros=mc.zeros)
-    p.fused = {}
-    # The fused ops are being built; use them as soon as they exist, else the composite form.
-    if hasattr(mc, "softmax"):
-        p.softmax, p.fused["softmax"] = mc.softmax, "mc.softmax"
-    else:
-        p.softmax, p.fused["softmax"] = _composite_softmax(mc.exp, mc.max, mc.sum), "composite"
-    fast = getattr(mc, "fast", None)
-    if fast is not None and hasattr(fast, "rms_norm"):
-        p.rms_norm, p.fused["rms_norm"] = fast.rms_norm, "mc.fast.rms_norm"
-    else:
-        p.rms_norm, p.fused["rms_norm"] = _composite_rms_norm(mc.rsqrt, mc.mean), "composite"
-    if fast is not None and hasattr(fast, "lora"):
-        p.lora, p.fused["lora"] = fast.lora, "mc.fast.lora"
-    else:
-        p.lora, p.fused["lora"] = lora_composite, "composite"
-    p.composite = _ns(softmax=_composite_softmax(mc.exp, mc.max, mc.sum),
-                      rms_norm=_composite_rms_norm(mc.rsqrt, mc.mean), lora=lora_composite)
+    p.softmax, p.rms_norm, p.lora = mc.softmax, mc.fast.rms_norm, mc.fast.lora
+    p.fused = {"softmax": "mc.softmax", "rms_norm": "mc.fast.rms_norm", "lora": "mc.fast.lora"}
     return p
 
 
