@@ -371,3 +371,22 @@ def metal_counted(fn, keys=("dispatches", "command_buffers", "pipeline_compiles"
     r = fn()
     after = snap()
     return r, {k: after[k] - before[k] for k in keys}
+
+
+def run_threads(target, n=4):
+    """Run target(k) for k in range(n) on n threads at once; fail if one raised or hung."""
+    import threading
+    errors = []
+
+    def wrap(k):
+        try:
+            target(k)
+        except BaseException as e:              # noqa: BLE001 - reported by the main thread
+            errors.append((k, e))
+    threads = [threading.Thread(target=wrap, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, f"{len(errors)} threads failed; first: {errors[0][1]!r}"

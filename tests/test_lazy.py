@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import metalcandle as mc
-from helpers import assert_close, as_f64
+from helpers import assert_close, as_f64, run_threads
 
 pytestmark = pytest.mark.usefixtures("device")
 
@@ -327,7 +327,6 @@ def test_dying_buffers_are_donated_and_held_ones_are_not(rand):
 def test_threads_evaluating_one_shared_pending_graph(device, rand):
     # Planning is serialized (scratch fields of shared nodes), the runs overlap; every thread
     # gets the right value and nothing crashes (this used to write out of bounds).
-    import threading
     a = rand((24, 24), "float32")
     x = mc.array(a)
     mc.eval(x)
@@ -338,19 +337,11 @@ def test_threads_evaluating_one_shared_pending_graph(device, rand):
         y = x
         for i in range(12):
             y = mc.tanh(y @ x * 0.01) + y if i % 2 else y * 2.0 - 1.0
-        got, errors = [None] * 4, []
+        got = [None] * 4
 
         def work(j):
-            try:
-                got[j] = np.array(y.numpy())
-            except Exception as e:           # reported below, with the thread's exception
-                errors.append(e)
-        threads = [threading.Thread(target=work, args=(j,)) for j in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors, errors
+            got[j] = np.array(y.numpy())
+        run_threads(work)
         for g in got:
             np.testing.assert_allclose(g, ref, rtol=2e-5, atol=2e-5)
 

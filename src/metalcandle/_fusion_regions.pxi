@@ -33,16 +33,6 @@ cdef _init_rcode():
 _init_rcode()
 
 
-cdef inline bint _same_shape_as(Tensor a, Tensor b) noexcept:
-    cdef int i
-    if a.ndim != b.ndim:
-        return False
-    for i in range(a.ndim):
-        if a.shape[i] != b.shape[i]:
-            return False
-    return True
-
-
 cdef bint region_op(Tensor t, int dt):
     # t computes in float dtype dt from operands of dtype dt (a where's condition: bool)
     cdef int k = 0
@@ -169,6 +159,8 @@ cdef object grow_region(_Ctx c, Tensor root, list shadows):
                 ops.append(r)
         g.free.extend(temps)
         dst = g.alloc()
+        if dst < 0:
+            return None     # more than 32 values live at once: the ops run as written
         ops += [0] * (3 - len(ops))
         g.code.append((_rcode[m.op], dst, ops[0], ops[1], ops[2]))
         g.mem_reg[id(m)] = dst

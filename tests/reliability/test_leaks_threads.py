@@ -4,7 +4,6 @@ nodes drop their inputs so intermediates die (weakref). Four threads building an
 independent graphs -- or graphs sharing one evaluated, read-only input -- get correct results."""
 import gc
 import os
-import threading
 import tracemalloc
 import weakref
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 import metalcandle as mc
-from helpers import as_f64
+from helpers import as_f64, run_threads
 from reliability.test_random_graphs import Graph, run_block
 
 pytestmark = pytest.mark.usefixtures("device", "fusion_restored")
@@ -134,23 +133,6 @@ def test_random_graph_intermediates_die_after_eval():
         alive = [name for name, r in refs if r() is not None]
         assert alive == [], f"seed {seed}: {alive} alive after eval" + g.report()
         assert all(t.is_evaluated and t._inputs == () for t in keep)
-
-
-def run_threads(target, n=4):
-    errors = []
-
-    def wrap(k):
-        try:
-            target(k)
-        except BaseException as e:              # noqa: BLE001 - reported by the main thread
-            errors.append((k, e))
-    threads = [threading.Thread(target=wrap, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    assert not errors, f"{len(errors)} threads failed; first: {errors[0][1]!r}"
 
 
 def test_four_threads_build_and_evaluate_independent_graphs(device):

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import metalcandle as mc
-from helpers import as_f64
-from reliability.test_leaks_threads import run_threads
+from helpers import as_f64, run_threads
 
 pytestmark = pytest.mark.usefixtures("device", "fusion_restored")
 
