@@ -86,7 +86,7 @@ def cases(quick):
     k = 100 if quick else 1000
     return [
         Case("build", "chain 1000 ops (4,) f32", make_chain, per=CHAIN_OPS, unit="ns/op",
-             reps=(60, 5), warmup=(3, 1),
+             reps=(60, 5), warmup=(3, 1), settle=1,
              note="x*0.5, +c, exp repeated; lazy: build only"),
         Case("build", "broadcast (2,3)+(3,)", _micro(n, _broadcast), per=1, unit="ns/op",
              reps=(40, 5)),

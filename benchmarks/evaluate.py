@@ -53,7 +53,7 @@ def cases(quick):
     kr = 200 if quick else 2000
     return [
         Case("eval", f"eval chain {n} ops (4,)", _eval_chain(n), per=n, unit="ns/node",
-             reps=(40, 5), warmup=(3, 1),
+             reps=(40, 5), warmup=(3, 1), settle=1,
              note="lazy: eval only (build untimed); numpy/torch/jax: build+compute"),
         Case("eval", "MLP step 18 ops build+eval", _mlp_step(k), per=1, unit="time",
              reps=(40, 5), note="x(8,64); NumPy eager is the bar"),

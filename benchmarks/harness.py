@@ -13,6 +13,11 @@ The cyclic GC is paused while a repetition runs, as ``timeit`` does, and collect
 thresholds say so) between repetitions, outside the timed part. It is not forced between rounds:
 a full collection walks every object of every loaded library and leaves the caches cold, which
 made each repetition time a cold start (a 100-node eval measured 1.3 us/node instead of 0.45).
+A case whose repetition is one short, single-shot sample (``settle=1``: the 1000-op build, the
+100-node eval) runs that repetition once untimed first, for every library alike: on these VMs the
+first ~100 us after the thread has waited (MLX and jax block in their sync; any sleep) run ~3x
+slower (1000-op build 78 -> 244 ns/op, 100-node eval 0.27 -> 1.1 us/node after a 10 ms sleep), so
+without it such a sample times the wake-up of whatever ran before it, not the library.
 """
 import gc
 import random
@@ -36,8 +41,9 @@ class Case:
     """
 
     def __init__(self, family, name, make, *, per=1, unit="time", reps=(30, 5), warmup=(3, 1),
-                 note="", bytes_floor=None):
+                 note="", bytes_floor=None, settle=0):
         self.family, self.name, self.make, self.per, self.unit = family, name, make, per, unit
+        self.settle = settle    # untimed runs right before each timed repetition
         self.reps, self.warmup, self.note, self.bytes_floor = reps, warmup, note, bytes_floor
 
     @property
@@ -100,6 +106,8 @@ def run_case(case, peers, quick, log=print):
                 continue
             gc.disable()
             try:
+                for _ in range(case.settle):
+                    fn()
                 res = fn()
             except Exception as e:
                 failed.add(p.name)
