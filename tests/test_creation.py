@@ -267,7 +267,17 @@ def test_repr():
     assert "dtype=bfloat16" in repr(mc.array([1.0], dtype="bfloat16"))
     assert "dtype=float16" in repr(mc.array(np.float16(2)))
     assert repr(mc.float16) == "metalcandle.float16"
-    assert repr(mc.zeros((0, 2))).startswith("tensor(")
+    assert repr(mc.zeros((0, 2))) == "tensor([], shape=(0, 2), dtype=float32)"
+
+
+def test_repr_layout_follows_numpy():
+    # Wrapped and multi-row values: one dtype (ours), rows aligned under "tensor(".
+    for a in (np.arange(12, dtype=np.float32), np.arange(12, dtype=np.float32).reshape(3, 4),
+              np.arange(2000, dtype=np.float32), np.arange(6, dtype=np.int16).reshape(1, 2, 3)):
+        r = repr(mc.array(a))
+        assert r.count("dtype=") == 1, r
+        expect = repr(a).replace("array(", "tensor(").replace("\n      ", "\n       ")
+        assert r == expect, (r, expect)
 
 
 def test_item_tolist_and_python_conversions(rand):

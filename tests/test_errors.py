@@ -252,6 +252,11 @@ def test_unsupported_index(key, spy, pending):
     check_build_error(spy, pending, IndexError, lambda y: y[key], "getitem", typed=False)
 
 
+def test_boolean_mask_index_explains_itself(spy, pending):
+    check_build_error(spy, pending, IndexError, lambda y: y[y > 1.0], "getitem", "boolean mask",
+                      "(2, 3) float32", "(2, 3) bool", "mc.where")
+
+
 def test_weak_scalar_overflow_names_op_and_dtype(spy, pending):
     def build(y):
         return y.astype(mc.int8) + 300

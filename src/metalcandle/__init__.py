@@ -20,7 +20,7 @@ from metalcandle._graph import (
     equal, not_equal, less, less_equal, greater, greater_equal, logical_and, logical_or,
     logical_not, where, clip, astype,
     negative, abs, sign, exp, log, log1p, expm1, sqrt, rsqrt, square, reciprocal, sin, cos, tanh,
-    sigmoid, relu, gelu, gelu_approx, silu, erf, floor, ceil, round,
+    sigmoid, relu, gelu, gelu_approx, silu, erf, floor, ceil, round, isnan, isinf, isfinite,
     sum, mean, prod, max, min, argmax, argmin, var, std, logsumexp, all, any,
     matmul, reshape, transpose, swapaxes, moveaxis, broadcast_to, expand_dims, squeeze, flatten,
     concatenate, stack, split, take, take_along_axis,

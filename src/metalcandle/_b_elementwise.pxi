@@ -308,6 +308,51 @@ def silu(x):
 def erf(x): return unary(OP_ERF, x)
 def floor(x): return unary(OP_FLOOR, x)
 def ceil(x): return unary(OP_CEIL, x)
-def round(x):
-    """Round half to even, as NumPy does."""
-    return unary(OP_ROUND, x)
+def round(x, decimals=0):
+    """Round half to even to ``decimals`` places, as ``np.round`` does (and by its method:
+    scale by 10**decimals, round, scale back; integers are already round).
+
+    >>> import metalcandle as mc
+    >>> mc.round(mc.array([0.5, 1.5, 2.5])).tolist()
+    [0.0, 2.0, 2.0]
+    >>> mc.round(mc.array([125.0, 135.0]), -1).tolist()
+    [120.0, 140.0]
+    """
+    if type(decimals) is not int:
+        raise ArgumentTypeError(f"round: decimals must be an int, got {type(decimals).__name__}")
+    if decimals == 0:
+        return unary(OP_ROUND, x)
+    cdef Tensor a = as_tensor(x, "round")
+    if not is_float(a.dtype):
+        if decimals > 0:
+            return unary(OP_ROUND, a)
+        raise DTypeError(f"round: negative decimals ({decimals}) need a floating tensor, got "
+                         f"{desc(a)}; cast it with astype first")
+    if decimals > 0:
+        s = 10.0 ** decimals
+        return binary(OP_DIV, unary(OP_ROUND, binary(OP_MUL, a, s)), s)
+    s = 10.0 ** -decimals
+    return binary(OP_MUL, unary(OP_ROUND, binary(OP_DIV, a, s)), s)
+
+
+def isnan(x):
+    """Elementwise ``x != x``: True where x is NaN (bool result; integers are never NaN).
+
+    >>> import metalcandle as mc
+    >>> mc.isnan(mc.array([1.0, float("nan"), float("inf")])).tolist()
+    [False, True, False]
+    """
+    cdef Tensor a = as_tensor(x, "isnan")
+    return binary(OP_NE, a, a)
+
+
+def isinf(x):
+    """True where x is +inf or -inf (bool result)."""
+    cdef Tensor a = as_tensor(x, "isinf")
+    return binary(OP_EQ, unary(OP_ABS, a), float("inf"))
+
+
+def isfinite(x):
+    """True where x is neither NaN nor infinite (bool result)."""
+    cdef Tensor a = as_tensor(x, "isfinite")
+    return binary(OP_LT, unary(OP_ABS, a), float("inf"))

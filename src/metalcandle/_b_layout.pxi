@@ -277,6 +277,11 @@ def getitem(x, key):
     cdef Py_ssize_t n, start, stop, step, ix
     if type(key) is not tuple:
         if type(key) is Tensor or isinstance(key, list) or hasattr(key, "__array__"):
+            if type(key) is Tensor and (<Tensor>key).dtype == DT_BOOL:
+                raise IndexingError(
+                    f"getitem: boolean mask indexing of {desc(a)} by {desc(key)} has a shape that "
+                    "depends on the data, which a lazy graph cannot know when it is built; use "
+                    "mc.where(mask, x, fill), or index the evaluated NumPy array")
             return take(a, key, 0)
         key = (key,)
     for i, k in enumerate(key):

@@ -186,17 +186,18 @@ cdef class Tensor:
 
     def __repr__(self):
         v = self._value()
+        import numpy
         if self.dtype == DT_BFLOAT16:
-            import numpy
             v = v.astype(numpy.float32)
-        body = repr(v)
-        if body.startswith("array("):
-            body = body[6:-1]
-            # NumPy appends its own dtype for some types; ours is added below.
-            cut = body.rfind(", dtype=")
-            if cut >= 0:
-                body = body[:cut]
-        return f"tensor({body}, dtype={DTYPES[self.dtype].name})"
+        # NumPy's own layout (precision, summarising, line wrapping) with rows aligned under
+        # "tensor(" and our dtype name, never NumPy's; placed as NumPy places its dtype.
+        body = numpy.array2string(v, separator=", ", prefix="tensor(", suffix=",")
+        tail = f"dtype={DTYPES[self.dtype].name})"
+        if (self.size == 0 and self.ndim != 1) or self.size > numpy.get_printoptions()["threshold"]:
+            tail = f"shape={self.shape_tuple()}, " + tail
+        if len(body.rsplit("\n", 1)[-1]) + len(tail) + 2 > 75:
+            return f"tensor({body},\n       {tail}"
+        return f"tensor({body}, {tail}"
 
     def __bool__(self):
         if self.size != 1:
@@ -298,6 +299,7 @@ cdef class Tensor:
     def log(self): return unary(OP_LOG, self)
     def sqrt(self): return unary(OP_SQRT, self)
     def abs(self): return unary(OP_ABS, self)
+    def round(self, decimals=0): return round(self, decimals)
     def square(self): return unary(OP_SQUARE, self)
 
 
