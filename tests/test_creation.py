@@ -178,6 +178,8 @@ def test_arange_dtype_and_errors():
 def test_linspace(args, dt):
     t = mc.linspace(*args, dtype=mc_dtype(dt))
     assert_close(t, np.linspace(*args), "linspace", dt)
+    t = mc.linspace(*args, endpoint=False, dtype=mc_dtype(dt))
+    assert_close(t, np.linspace(*args, endpoint=False), "linspace", dt)
     with pytest.raises(ValueError):
         mc.linspace(0, 1, -1)
 

@@ -115,7 +115,25 @@ def test_repeated_eval_is_stable(rand):
         y.eval()
         mc.eval(y)
     np.testing.assert_array_equal(y.numpy(), v1)
-    assert y.numpy() is y.numpy()
+    # the same buffer every time (no recompute, no copy), seen through read-only views
+    assert np.shares_memory(y.numpy(), y.numpy())
+    assert not y.numpy().flags.writeable and not np.asarray(y).flags.writeable
+
+
+def test_numpy_views_are_read_only_and_copies_are_not(rand):
+    a_np = rand((3, 4), "float32")
+    x = mc.array(a_np)
+    y = x * 2.0
+    v = np.asarray(x)
+    with pytest.raises(ValueError, match="read-only"):
+        v[0, 0] = 123.0
+    with pytest.raises(ValueError, match="read-only"):
+        x.numpy()[...] = 0.0
+    c = np.array(x)            # np.array copies: writable, and writing it leaves x alone
+    c[...] = 0.0
+    np.testing.assert_array_equal(x.numpy(), a_np)
+    np.testing.assert_array_equal(y.numpy(), a_np * 2.0)
+    assert np.asarray(x, dtype=np.float64).flags.writeable   # a dtype change is a new array
 
 
 def test_eval_nested_containers(rand):

@@ -156,8 +156,17 @@ cdef class Tensor:
         return self.data
 
     def numpy(self):
-        """The value as a NumPy array (zero-copy view of the evaluated buffer)."""
-        return self._value()
+        """The value as a NumPy array: a zero-copy, read-only view of the evaluated buffer.
+
+        A tensor is immutable (graphs built on it must keep seeing the same values), so the
+        view cannot be written to; ``np.array(t)`` or ``t.numpy().copy()`` gives a writable copy.
+
+        >>> import metalcandle as mc
+        >>> a = mc.array([1.0, 2.0]).numpy()
+        >>> a.flags.writeable, a.copy().flags.writeable
+        (False, True)
+        """
+        return _readonly(self._value())
 
     def __array__(self, dtype=None, copy=None):
         a = self._value()
@@ -165,7 +174,7 @@ cdef class Tensor:
             if copy is False:
                 raise ArgumentError("Tensor.__array__: a dtype change needs a copy")
             return a.astype(dtype)
-        return a.copy() if copy else a
+        return a.copy() if copy else _readonly(a)
 
     def item(self):
         """The value of a one-element tensor as a Python scalar."""
@@ -301,6 +310,12 @@ cdef class Tensor:
     def abs(self): return unary(OP_ABS, self)
     def round(self, decimals=0): return round(self, decimals)
     def square(self): return unary(OP_SQUARE, self)
+
+
+cdef object _readonly(object a):
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def _unpickle(a):

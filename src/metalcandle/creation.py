@@ -198,11 +198,21 @@ def arange(start, stop=None, step=None, dtype=None):
     return _g._node(_OP["arange"], dtype, (n,), aux=(start, step))
 
 
-def linspace(start, stop, num=50, dtype=float32):
-    """``num`` evenly spaced values from ``start`` to ``stop`` inclusive."""
-    if not isinstance(num, int) or num < 0:
+def linspace(start, stop, num=50, endpoint=True, dtype=float32):
+    """``num`` evenly spaced values from ``start`` to ``stop`` (inclusive unless
+    ``endpoint=False``, as in NumPy).
+
+    >>> import metalcandle as mc
+    >>> mc.linspace(0, 1, 5).tolist(), mc.linspace(0, 1, 4, endpoint=False).tolist()
+    ([0.0, 0.25, 0.5, 0.75, 1.0], [0.0, 0.25, 0.5, 0.75])
+    """
+    if not isinstance(num, int) or isinstance(num, bool) or num < 0:
         raise ArgumentError(f"linspace: num must be a non-negative int, got {num!r}")
-    return _g._node(_OP["linspace"], dtype, (num,), aux=(float(start), float(stop)))
+    start, stop = float(start), float(stop)
+    if not endpoint and num > 0:
+        # the same points as NumPy's: start + i * (stop - start) / num, i < num
+        stop = start + (stop - start) * (num - 1) / num
+    return _g._node(_OP["linspace"], dtype, (num,), aux=(start, stop))
 
 
 def eye(n, m=None, k=0, dtype=float32):
