@@ -120,6 +120,23 @@ def test_repeated_eval_is_stable(rand):
     assert not y.numpy().flags.writeable and not np.asarray(y).flags.writeable
 
 
+def test_one_op_on_evaluated_inputs_counts_once(rand):
+    # (on the CPU this takes the executor's single-node shortcut; elsewhere the general path)
+    a_np, b_np = rand((5,), "float32"), rand((5,), "float32")
+    a, b = mc.array(a_np), mc.array(b_np)
+    for build, ref, nodes in ((lambda: a + 1.0, a_np + np.float32(1), 1),
+                              (lambda: a * b, a_np * b_np, 1),
+                              (lambda: mc.exp(a * 2.0), np.exp(a_np * np.float32(2)), 2)):
+        y = build()
+        s0 = mc._executor_stats()
+        mc.eval(y)
+        s1 = mc._executor_stats()
+        assert (s1["evals"] - s0["evals"], s1["nodes"] - s0["nodes"]) == (1, nodes)
+        assert y.is_evaluated
+        np.testing.assert_allclose(y.numpy(), ref, rtol=1e-6)
+    np.testing.assert_array_equal(a.numpy(), a_np)
+
+
 def test_numpy_views_are_read_only_and_copies_are_not(rand):
     a_np = rand((3, 4), "float32")
     x = mc.array(a_np)

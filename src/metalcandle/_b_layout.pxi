@@ -274,7 +274,7 @@ def getitem(x, key):
     cdef Tensor a = as_tensor(x, "getitem")
     cdef Py_ssize_t shp[MAXDIM]
     cdef int nd = 0, dim = 0, i, nreal = 0, ell = -1
-    cdef Py_ssize_t n, start, stop, step, ix
+    cdef Py_ssize_t n, start, stop, step, ix, length
     if type(key) is not tuple:
         if type(key) is Tensor or isinstance(key, list) or hasattr(key, "__array__"):
             if type(key) is Tensor and (<Tensor>key).dtype == DT_BOOL:
@@ -284,13 +284,15 @@ def getitem(x, key):
                     "mc.where(mask, x, fill), or index the evaluated NumPy array")
             return take(a, key, 0)
         key = (key,)
-    for i, k in enumerate(key):
+    i = 0
+    for k in key:
         if k is Ellipsis:
             if ell >= 0:
                 raise IndexingError("getitem: an index can only have a single ellipsis ('...')")
             ell = i
         elif k is not None:
             nreal += 1
+        i += 1
     if nreal > a.ndim:
         raise IndexingError(f"getitem: too many indices ({nreal}) for {desc(a)}")
     items = []
@@ -305,18 +307,21 @@ def getitem(x, key):
             items.append(None)
             shp[nd] = 1
             nd += 1
-        elif isinstance(k, slice):
-            start, stop, step = k.indices(a.shape[dim])
-            # indices() gives stop -1 for "past index 0"; as a slice bound -1 means the last element
+        elif type(k) is slice:
+            # (the C form of k.indices(n) and len(range(...)): no Python calls per slice)
+            PySlice_GetIndicesEx(k, a.shape[dim], &start, &stop, &step, &length)
+            # a stop of -1 means "past index 0"; as a slice bound -1 would be the last element
             items.append(slice(start, stop if stop >= 0 else None, step))
-            shp[nd] = len(range(start, stop, step))
+            shp[nd] = length
             nd += 1
             dim += 1
         elif type(k) is Tensor or isinstance(k, list):
             raise IndexingError("getitem: advanced indexing inside a tuple is not supported; "
                              "use take / take_along_axis")
-        elif hasattr(k, "__index__") and type(k) is not bool:
-            ix = k.__index__() if -(1 << 62) < k < (1 << 62) else (1 << 62)  # out of bounds below
+        elif type(k) is int or (hasattr(k, "__index__") and type(k) is not bool):
+            if type(k) is not int:
+                k = k.__index__()
+            ix = k if -(1 << 62) < k < (1 << 62) else (1 << 62)  # out of bounds below
             n = a.shape[dim]
             if ix < -n or ix >= n:
                 raise IndexingError(f"getitem: index {k} is out of bounds for axis {dim} with "

@@ -136,6 +136,8 @@ cdef list collect(list outs, long long ep):
 cdef run(list outs):
     if _impls is None:
         _load_backend()
+    if len(outs) == 1 and _single(<Tensor>outs[0]):
+        return
     _lock_plan()
     cdef bint locked = True
     try:
@@ -143,6 +145,29 @@ cdef run(list outs):
     finally:
         if locked:
             PyThread_release_lock(_plan_lock)
+
+
+cdef bint _single(Tensor t) except -1:
+    # One pending CPU node whose inputs are all evaluated (`(a + 1).item()`, a step's last op):
+    # there is nothing to plan, rewrite, release or donate, so the C fast path runs it directly
+    # (~0.3 us less per eval). Anything else, or a case the fast path declines, takes the
+    # general route. The commit is the same as run's (docs/design.md, Threads).
+    if t.status != 0 or t.device != 0 or not _fast_ok[t.op]:
+        return False
+    cdef list ins = []
+    for v in t.inputs:
+        if (<Tensor>v).status == 0:
+            return False
+        ins.append((<Tensor>v).data)
+    r = _fast_run(t, t.op, ins, None)
+    if r is None:
+        return False
+    t.data = r
+    t.status = 1
+    t.inputs = ()
+    _stats["evals"] += 1
+    _stats["nodes"] += 1
+    return True
 
 
 @cython.boundscheck(False)

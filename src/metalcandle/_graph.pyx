@@ -8,6 +8,7 @@ C calls between builders) while each file keeps to one role.
 cimport cython
 import builtins as _bi
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.slice cimport PySlice_GetIndicesEx
 
 from metalcandle.errors import (ShapeError, BroadcastError, AxisError, DTypeError,
                                 MetalcandleError, ArgumentError, ArgumentTypeError,
@@ -388,22 +389,32 @@ cdef int check_shape(int ndim, Py_ssize_t *shape, str opname) except -1:
 cdef int parse_shape(object shape, Py_ssize_t *out, str opname) except -1:
     # Accepts an int or a sequence of ints; returns ndim.
     cdef int nd, i
-    if isinstance(shape, int):
-        shape = (shape,)
-    try:
-        seq = tuple(shape)
-    except TypeError:
-        raise ArgumentTypeError(f"{opname}: shape must be an int or a sequence of ints, got {shape!r}") from None
+    cdef Py_ssize_t v
+    if type(shape) is not tuple:
+        if isinstance(shape, int):
+            shape = (shape,)
+        try:
+            shape = tuple(shape)
+        except TypeError:
+            raise ArgumentTypeError(f"{opname}: shape must be an int or a sequence of ints, "
+                                    f"got {shape!r}") from None
+    cdef tuple seq = <tuple>shape
     nd = len(seq)
     if nd > MAXDIM:
         raise ShapeError(f"{opname}: {nd} dims exceed the maximum of {MAXDIM}")
     for i in range(nd):
         s = seq[i]
-        if type(s) is bool or not hasattr(s, "__index__"):
-            raise ArgumentTypeError(f"{opname}: shape entries must be ints, got {s!r}")
-        if s > MAX_ELEMENTS:
+        if type(s) is not int:    # (plain ints, the common case, skip the attribute lookups)
+            if type(s) is bool or not hasattr(s, "__index__"):
+                raise ArgumentTypeError(f"{opname}: shape entries must be ints, got {s!r}")
+            s = s.__index__()
+        try:
+            v = s
+        except OverflowError:
+            v = MAX_ELEMENTS + 1
+        if v > MAX_ELEMENTS:
             raise ShapeError(f"{opname}: dimension {s} in {seq} is too large")
-        out[i] = s.__index__()
+        out[i] = v
     check_shape(nd, out, opname)
     return nd
 
@@ -417,6 +428,42 @@ def _node(int op, dtype, shape, tuple inputs=(), aux=None, scalar=None, int flag
     t.aux = aux
     t.scalar = scalar
     t.flags = flags
+    return t
+
+
+def zeros(shape, dtype=float32):
+    """A tensor of zeros (float32 by default; lazy: nothing is allocated until eval).
+
+    >>> import metalcandle as mc
+    >>> mc.zeros((2, 3)).sum().item()
+    0.0
+    """
+    return _fill(shape, dtype, 0, "zeros")
+
+
+def ones(shape, dtype=float32):
+    """A tensor of ones (float32 by default; lazy: nothing is allocated until eval).
+
+    >>> import metalcandle as mc
+    >>> mc.ones((2, 2), dtype=mc.int8).sum().item()
+    4
+    """
+    return _fill(shape, dtype, 1, "ones")
+
+
+cdef Tensor _fill(object shape, object dtype, int one, str opname):
+    # full() with a fill value that every dtype holds, in C: zeros/ones are built often
+    # (masks, biases, optimiser state), so they skip the Python layer of creation.full.
+    cdef Py_ssize_t shp[MAXDIM]
+    cdef DType d = <DType>dtype if type(dtype) is DType else to_dtype(dtype, opname)
+    cdef int nd = parse_shape(shape, shp, opname)
+    cdef Tensor t = new_node(OP_FULL, d.code, (), nd, shp)
+    if d.kind == "f":
+        t.scalar = float(one)
+    elif d.kind == "b":
+        t.scalar = one != 0
+    else:
+        t.scalar = one
     return t
 
 

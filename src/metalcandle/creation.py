@@ -143,19 +143,8 @@ def full(shape, fill_value, dtype=None):
     return _g._node(_OP["full"], d, shape, scalar=_cast_scalar(fill_value, d, "full"))
 
 
-def zeros(shape, dtype=float32):
-    """A tensor of zeros (float32 by default)."""
-    return full(shape, 0, dtype)
-
-
-def ones(shape, dtype=float32):
-    """A tensor of ones (float32 by default).
-
-    >>> import metalcandle as mc
-    >>> mc.ones((2, 2), dtype=mc.int8).sum().item()
-    4
-    """
-    return full(shape, 1, dtype)
+# zeros and ones live in the Cython core (built often; no Python layer per call).
+zeros, ones = _g.zeros, _g.ones
 
 
 def zeros_like(x, dtype=None):
