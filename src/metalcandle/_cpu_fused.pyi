@@ -12,3 +12,8 @@ def rms_norm(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating],
 def layer_norm(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating],
                w: npt.NDArray[np.float32] | None, b: npt.NDArray[np.float32] | None,
                eps: float, nthreads: int = ...) -> npt.NDArray[np.floating]: ...
+MAX_RANK: int
+LORA_STREAM_MIN: int
+def lora(x: npt.NDArray[np.floating], a: npt.NDArray[np.float32], b: npt.NDArray[np.float32],
+         y: npt.NDArray[np.floating], scale: float, accumulate: bool = ...,
+         nthreads: int = ...) -> npt.NDArray[np.floating]: ...

@@ -1,7 +1,7 @@
 """NumPy-array wrappers over the C row kernels in src/native/cpu/mc_cpu_fused.c.
 
 Arrays are 2-D C-contiguous (rows, n), float32 or float16 (when ``supports('e')``);
-x and y may be the same array. Callers (backends/np_fused.py) check shapes.
+x and y may be the same array (not for lora). Callers (backends/np_fused.py) check shapes.
 """
 from libc.stdint cimport int64_t, uint16_t
 
@@ -24,6 +24,12 @@ cdef extern from "mc_cpu_fused.h" nogil:
                         int64_t n, float eps, int dtype, int nthreads)
     int mc_cpu_layer_norm(const void *x, const float *w, const float *b, void *y,
                           int64_t rows, int64_t n, float eps, int dtype, int nthreads)
+    int mc_cpu_lora(const void *x, const float *a, const float *b, void *y, int64_t rows,
+                    int64_t n_in, int64_t rank, int64_t n_out, float scale, int accumulate,
+                    int dtype, int nthreads)
+    enum:
+        MC_CPU_LORA_MAX_RANK
+        MC_CPU_LORA_STREAM_MIN
 
 
 cdef struct Rows:
@@ -45,18 +51,18 @@ cdef int _check(int status, str op) except -1:
     raise ValueError(msg)
 
 
-cdef int _rows(object x, object y, Rows *r, list keep) except -1:
+cdef int _rows(object x, object y, Rows *r, list keep, bint same_n=True) except -1:
     # Typed memoryviews check contiguity and dtype; `keep` holds them (and so the
-    # buffers) until the kernel returns.
+    # buffers) until the kernel returns. same_n=False lets y have its own row length.
     cdef const float[:, ::1] xf
     cdef float[:, ::1] yf
     cdef const uint16_t[:, ::1] xh
     cdef uint16_t[:, ::1] yh
     r.rows = x.shape[0]
     r.n = x.shape[1]
-    if y.shape[0] != r.rows or y.shape[1] != r.n:
+    if y.shape[0] != r.rows or (same_n and y.shape[1] != r.n):
         raise ValueError(f"shape mismatch {x.shape} vs {y.shape}")
-    if r.rows == 0 or r.n == 0:
+    if r.rows == 0 or r.n == 0 or y.shape[1] == 0:
         return 1
     if x.dtype.char == 'f':
         xf = x
@@ -142,4 +148,38 @@ def layer_norm(x, y, w, b, float eps, int nthreads=1):
     with nogil:
         st = mc_cpu_layer_norm(r.x, pw, pb, r.y, r.rows, r.n, eps, r.dtype, nthreads)
     _check(st, "layer_norm")
+    return y
+
+
+MAX_RANK = MC_CPU_LORA_MAX_RANK
+# Output elements from which float32 lora writes past the caches.
+LORA_STREAM_MIN = MC_CPU_LORA_STREAM_MIN
+
+
+def lora(x, a, b, y, float scale, bint accumulate=False, int nthreads=1):
+    """y[:] = scale * (x @ a) @ b, or y += that when ``accumulate``.
+
+    x (rows, n_in) and y (rows, n_out) float32 or float16, distinct arrays; a (n_in, r)
+    and b (r, n_out) float32, C-contiguous, 1 <= r <= MAX_RANK.
+    """
+    cdef Rows r
+    cdef list keep = []
+    cdef const float[:, ::1] af = a
+    cdef const float[:, ::1] bf = b
+    cdef int st
+    cdef int64_t n_out = y.shape[1]
+    if af.shape[0] != x.shape[1] or bf.shape[0] != af.shape[1] or bf.shape[1] != n_out:
+        raise ValueError(f"lora: shapes x {x.shape}, a {a.shape}, b {b.shape}, y {y.shape}")
+    if af.shape[1] < 1 or af.shape[1] > MC_CPU_LORA_MAX_RANK:
+        raise ValueError(f"lora: rank {af.shape[1]} outside [1, {MC_CPU_LORA_MAX_RANK}]")
+    if np.may_share_memory(x, y):
+        raise ValueError("lora: x and y must not overlap")
+    if _rows(x, y, &r, keep, False):
+        if r.n == 0 and not accumulate:
+            y[...] = 0  # x @ a over an empty axis
+        return y
+    with nogil:
+        st = mc_cpu_lora(r.x, &af[0, 0], &bf[0, 0], r.y, r.rows, r.n, af.shape[1], n_out,
+                         scale, accumulate, r.dtype, nthreads)
+    _check(st, "lora")
     return y

@@ -11,7 +11,7 @@ available, else the CPU.
 import os as _os
 
 from metalcandle import _graph as _g
-from metalcandle.errors import NoDeviceError, ArgumentError, ArgumentTypeError
+from metalcandle.errors import NoDeviceError, ArgumentError
 
 __all__ = ["default_device", "set_default_device", "devices"]
 

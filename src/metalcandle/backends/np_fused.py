@@ -3,8 +3,9 @@
 Pure functions on NumPy arrays; each takes an optional ``out=`` array that is
 written in place and returned.  Half types (float16, ml_dtypes.bfloat16) are
 computed in float32 and cast back; float64 stays float64.  Row-wise ops
-(softmax over the last axis, rms_norm, layer_norm) go through the C kernels in
-``metalcandle._cpu_fused`` when that module is built, else through NumPy.
+(softmax over the last axis, rms_norm, layer_norm) and float32/float16 LoRA go
+through the C kernels in ``metalcandle._cpu_fused`` when that module is built,
+else through NumPy.
 
 Inputs are assumed valid: the graph layer checks shapes and dtypes at build time.
 """
@@ -378,87 +379,7 @@ def scaled_dot_product_attention(q, k, v, scale, mask=None, out=None):
     return out
 
 
-# ---------------------------------------------------------------- LoRA
+# LoRA lives in np_lora.py (its C-kernel policy is long); the names stay importable from here.
+from metalcandle.backends import np_lora as _np_lora  # noqa: E402
 
-def _lora_rows(x, n_in):
-    x2 = x.reshape(-1, n_in)
-    return x2, x2.shape[0]
-
-
-def lora(x, a, b, scale, out=None):
-    """scale * (x @ a) @ b; x (..., in), a (in, r), b (r, out)."""
-    x = np.asarray(x)
-    n_in, n_out = a.shape[0], b.shape[1]
-    out = _new_out(out, x.shape[:-1] + (n_out,), x.dtype)
-    if out.size == 0:
-        return out
-    wd = _work(x.dtype)
-    a = _as_work(np.asarray(a), wd)
-    b = _as_work(np.asarray(b), wd)
-    x2, rows = _lora_rows(x, n_in)
-    o2 = _flat_view(out, (rows, n_out))
-    if o2 is not None and out.dtype == wd and x.dtype == wd:
-        # Two BLAS calls on the whole batch; the (rows, r) intermediate is tiny.
-        h = np.matmul(x2, a)
-        h *= scale
-        np.matmul(h, b, out=o2)
-        return out
-    dst = o2 if o2 is not None else np.empty((rows, n_out), out.dtype)
-    for sl in _row_blocks(rows, max(n_in, n_out)):
-        h = np.matmul(_as_work(x2[sl], wd), a)
-        h *= scale
-        np.copyto(dst[sl], np.matmul(h, b), casting="unsafe")
-    if o2 is None:
-        np.copyto(out, dst.reshape(out.shape))
-    return out
-
-
-def lora_linear(x, w, bias, a, b, scale, out=None):
-    """x @ w (+ bias) + scale * (x @ a) @ b; w (in, out)."""
-    x = np.asarray(x)
-    n_in, n_out = w.shape
-    out = _new_out(out, x.shape[:-1] + (n_out,), x.dtype)
-    if out.size == 0:
-        return out
-    wd = _work(x.dtype)
-    w = _as_work(np.asarray(w), wd)
-    a = _as_work(np.asarray(a), wd)
-    b = _as_work(np.asarray(b), wd)
-    bias = None if bias is None else _as_work(np.asarray(bias), wd).reshape(n_out)
-    x2, rows = _lora_rows(x, n_in)
-    o2 = _flat_view(out, (rows, n_out))
-    direct = o2 is not None and out.dtype == wd
-    if direct and x.dtype == wd:
-        np.matmul(x2, w, out=o2)
-        h = np.matmul(x2, a)
-        h *= scale
-        _lora_accumulate(o2, h, b, bias)
-        return out
-    # Half (or strided out): convert a row block at a time, accumulate in float32.
-    dst = o2 if o2 is not None else np.empty((rows, n_out), out.dtype)
-    step = max(1, (1 << 22) // max(n_in, n_out))
-    for r0 in range(0, rows, step):
-        sl = slice(r0, min(rows, r0 + step))
-        xb = _as_work(x2[sl], wd)
-        ob = np.matmul(xb, w)
-        h = np.matmul(xb, a)
-        h *= scale
-        _lora_accumulate(ob, h, b, bias)
-        np.copyto(dst[sl], ob, casting="unsafe")
-    if o2 is None:
-        np.copyto(out, dst.reshape(out.shape))
-    return out
-
-
-def _lora_accumulate(o2, h, b, bias):
-    """o2 += h @ b (+ bias), through a cache-sized scratch block."""
-    rows, n_out = o2.shape
-    step = max(1, _BLOCK // n_out)
-    tmp = np.empty(min(rows, step) * n_out, o2.dtype)
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        t = tmp[:(r1 - r0) * n_out].reshape(r1 - r0, n_out)
-        np.matmul(h[r0:r1], b, out=t)
-        if bias is not None:
-            t += bias
-        o2[r0:r1] += t
+lora, lora_linear = _np_lora.lora, _np_lora.lora_linear

@@ -1,7 +1,7 @@
 """NumPy implementations of layout, creation and random primitives (views where NumPy gives them)."""
 import numpy as np
 
-from metalcandle.backends.np_dtypes import NP, COMPUTE
+from metalcandle.backends.np_dtypes import NP
 
 _MASK = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15

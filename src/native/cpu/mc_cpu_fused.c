@@ -1,8 +1,8 @@
-/* CPU row kernels: softmax, log_softmax, rms_norm, layer_norm.
+/* CPU row kernels: softmax, log_softmax, rms_norm, layer_norm, and LoRA.
  *
- * Row math lives in mc_cpu_rowops.h, instantiated per vector ISA here; this
- * file picks the ISA at run time, splits rows over threads, converts float16
- * rows through a float32 scratch row, and exports the API.
+ * Row math lives in mc_cpu_rowops.h and mc_cpu_lora.h, instantiated per vector
+ * ISA here; this file picks the ISA at run time, splits rows over threads,
+ * converts float16 rows through float32 scratch rows, and exports the API.
  */
 #include "mc_cpu_fused.h"
 
@@ -120,18 +120,37 @@ const char *mc_cpu_strerror(int status)
 #define RW 0
 #endif
 #include "mc_cpu_rowops.h"
+#if RW == 8 && defined(__FMA__)
+#include <immintrin.h>
+#define LORA_FMA(c, v, s) _mm256_fmadd_ps((v), _mm256_set1_ps(s), (c))
+#else
+#define LORA_FMA(c, v, s) ((c) + (v) * (s))
+#endif
+#include "mc_cpu_lora.h"
+#undef LORA_FMA
 #undef RW
 #undef ROW
 #undef MC_FN
 
 /* x86 baseline builds also carry an AVX2 copy, picked at run time: exp is
- * compute-bound and twice the lanes halves its cost. */
+ * compute-bound and twice the lanes halves its cost. The LoRA copy also uses
+ * FMA (every AVX2 CPU has it): the kernel is nothing but multiply-adds. */
 #if defined(MC_VEC_EXT) && (defined(__x86_64__) || defined(__i386__)) && !defined(__AVX2__)
 #define MC_AVX2_DISPATCH 1
+#include <immintrin.h>
 #define MC_FN __attribute__((target("avx2")))
 #define ROW(name) name##_avx2
 #define RW 8
 #include "mc_cpu_rowops.h"
+#undef MC_FN
+#define MC_FN __attribute__((target("avx2,fma")))
+#define LORA_FMA(c, v, s) _mm256_fmadd_ps((v), _mm256_set1_ps(s), (c))
+#define LORA_STREAM(p, v)                                \
+    (_mm_stream_ps((p), _mm256_castps256_ps128(v)), \
+     _mm_stream_ps((p) + 4, _mm256_extractf128_ps((v), 1)))
+#include "mc_cpu_lora.h"
+#undef LORA_STREAM
+#undef LORA_FMA
 #undef RW
 #undef ROW
 #undef MC_FN
@@ -153,15 +172,19 @@ static int cpu_has_avx2(void)
 
 /* ------------------------------------------------------------ jobs */
 
-enum { OP_SOFTMAX, OP_RMS, OP_LAYER };
+enum { OP_SOFTMAX, OP_RMS, OP_LAYER, OP_LORA };
 
 typedef struct {
     int op, dtype, log, status, avx2;
     const void *x;
     void *y;
-    const float *w, *b;
-    int64_t r0, r1, n;
+    const float *w, *b; /* LoRA: w is a (n x lda), b is b packed in panels */
+    int64_t r0, r1, n;  /* LoRA: n is n_in */
     float eps;
+    int64_t lda, rank, n_out; /* LoRA only */
+    float scale;
+    int acc, nt;
+    int64_t *next; /* LoRA: first row not yet claimed, shared by the threads */
 } job_t;
 
 static void run_row(const job_t *jb, const float *x, float *y)
@@ -183,9 +206,81 @@ static void run_row(const job_t *jb, const float *x, float *y)
     }
 }
 
+/* LoRA rows per block (a multiple of the 6-row micro-tile): each L1 chunk of a
+ * serves all of them. */
+#define LORA_ROWS 24
+
+/* Threads claim LoRA blocks from a shared counter rather than a fixed share of
+ * rows: a thread on a busy core (say, BLAS workers still spinning after the
+ * previous matmul) claims fewer blocks instead of holding up the join. */
+static int64_t claim_rows(job_t *jb)
+{
+#ifdef MC_HAVE_PTHREADS
+    return __atomic_fetch_add(jb->next, LORA_ROWS, __ATOMIC_RELAXED);
+#else
+    int64_t r0 = *jb->next;
+    *jb->next += LORA_ROWS;
+    return r0;
+#endif
+}
+
+static void lora_job(job_t *jb)
+{
+    int64_t n_in = jb->n, n_out = jb->n_out, lda = jb->lda;
+    int half = jb->dtype == MC_CPU_F16;
+    /* h (rank intermediate), then for float16 the float32 x and y rows. */
+    size_t nf = (size_t)(LORA_ROWS * lda);
+    if (half) nf += (size_t)LORA_ROWS * (size_t)(n_in + n_out);
+    float *h = (float *)malloc(nf * sizeof(float));
+    if (!h) {
+        jb->status = MC_CPU_ENOMEM;
+        return;
+    }
+#ifdef MC_HAVE_F16
+    float *xs = h + LORA_ROWS * lda, *ys = xs + LORA_ROWS * n_in;
+    int fast = half ? cpu_has_f16c() : 0;
+#endif
+#ifdef MC_AVX2_DISPATCH
+    int avx2 = jb->avx2 && __builtin_cpu_supports("fma");
+#endif
+    for (int64_t r0; (r0 = claim_rows(jb)) < jb->r1;) {
+        int64_t nr = jb->r1 - r0 < LORA_ROWS ? jb->r1 - r0 : LORA_ROWS;
+        const float *x = (const float *)jb->x + r0 * n_in;
+        float *y = (float *)jb->y + r0 * n_out;
+#ifdef MC_HAVE_F16
+        if (half) {
+            h2f((const mc_half *)jb->x + r0 * n_in, xs, nr * n_in, fast);
+            if (jb->acc) h2f((const mc_half *)jb->y + r0 * n_out, ys, nr * n_out, fast);
+            x = xs;
+            y = ys;
+        }
+#endif
+#ifdef MC_AVX2_DISPATCH
+        if (avx2)
+            lora_block_avx2(x, jb->w, lda, jb->b, y, h, nr, n_in, jb->rank, n_out, jb->scale,
+                            jb->acc, jb->nt);
+        else
+#endif
+            lora_block_base(x, jb->w, lda, jb->b, y, h, nr, n_in, jb->rank, n_out, jb->scale,
+                            jb->acc, jb->nt);
+#ifdef MC_HAVE_F16
+        if (half) f2h(ys, (mc_half *)jb->y + r0 * n_out, nr * n_out, fast);
+#endif
+    }
+    free(h);
+#ifdef MC_AVX2_DISPATCH
+    if (avx2 && jb->nt) _mm_sfence(); /* order the streaming stores before the join */
+#endif
+    jb->status = MC_CPU_OK;
+}
+
 static void run_job(job_t *jb)
 {
     int64_t n = jb->n;
+    if (jb->op == OP_LORA) {
+        lora_job(jb);
+        return;
+    }
     if (jb->dtype == MC_CPU_F32) {
         const float *x = (const float *)jb->x;
         float *y = (float *)jb->y;
@@ -223,27 +318,17 @@ static void *job_main(void *arg)
 }
 #endif
 
-static int run_rows(job_t proto, int64_t rows, int nthreads)
+static int clamp_threads(int nthreads)
 {
-    if (!proto.x || !proto.y || rows < 0 || proto.n < 0) return MC_CPU_EINVAL;
-    if (proto.dtype != MC_CPU_F32 && proto.dtype != MC_CPU_F16) return MC_CPU_EINVAL;
-    if (proto.dtype == MC_CPU_F16 && !mc_cpu_has_f16()) return MC_CPU_EUNSUPPORTED;
-    if (rows == 0 || proto.n == 0) return MC_CPU_OK;
-
-    int nt = nthreads < 1 ? 1 : (nthreads > MAX_THREADS ? MAX_THREADS : nthreads);
-    if (rows * proto.n < MC_CPU_PARALLEL_MIN) nt = 1;
-    if ((int64_t)nt > rows) nt = (int)rows;
 #ifndef MC_HAVE_PTHREADS
-    nt = 1;
+    nthreads = 1;
 #endif
-    job_t jobs[MAX_THREADS];
-    proto.avx2 = cpu_has_avx2();
-    for (int t = 0; t < nt; t++) {
-        jobs[t] = proto;
-        jobs[t].r0 = rows * t / nt;
-        jobs[t].r1 = rows * (t + 1) / nt;
-        jobs[t].status = MC_CPU_OK;
-    }
+    return nthreads < 1 ? 1 : (nthreads > MAX_THREADS ? MAX_THREADS : nthreads);
+}
+
+/* Runs jobs[0] here and jobs[1 .. nt) on their own threads; the first error status. */
+static int run_jobs(job_t *jobs, int nt)
+{
 #ifdef MC_HAVE_PTHREADS
     pthread_t tid[MAX_THREADS];
     int started[MAX_THREADS];
@@ -261,6 +346,34 @@ static int run_rows(job_t proto, int64_t rows, int nthreads)
     for (int t = 0; t < nt; t++)
         if (jobs[t].status != MC_CPU_OK) return jobs[t].status;
     return MC_CPU_OK;
+}
+
+static int check_dtype(int dtype)
+{
+    if (dtype != MC_CPU_F32 && dtype != MC_CPU_F16) return MC_CPU_EINVAL;
+    if (dtype == MC_CPU_F16 && !mc_cpu_has_f16()) return MC_CPU_EUNSUPPORTED;
+    return MC_CPU_OK;
+}
+
+static int run_rows(job_t proto, int64_t rows, int nthreads)
+{
+    if (!proto.x || !proto.y || rows < 0 || proto.n < 0) return MC_CPU_EINVAL;
+    int st = check_dtype(proto.dtype);
+    if (st != MC_CPU_OK) return st;
+    if (rows == 0 || proto.n == 0) return MC_CPU_OK;
+
+    int nt = clamp_threads(nthreads);
+    if (rows * proto.n < MC_CPU_PARALLEL_MIN) nt = 1;
+    if ((int64_t)nt > rows) nt = (int)rows;
+    job_t jobs[MAX_THREADS];
+    proto.avx2 = cpu_has_avx2();
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = proto;
+        jobs[t].r0 = rows * t / nt;
+        jobs[t].r1 = rows * (t + 1) / nt;
+        jobs[t].status = MC_CPU_OK;
+    }
+    return run_jobs(jobs, nt);
 }
 
 static job_t make_job(int op, const void *x, void *y, int64_t n, int dtype)
@@ -303,4 +416,60 @@ int mc_cpu_layer_norm(const void *x, const float *w, const float *b, void *y,
     jb.b = b;
     jb.eps = eps;
     return run_rows(jb, rows, nthreads);
+}
+
+int mc_cpu_lora(const void *x, const float *a, const float *b, void *y, int64_t rows,
+                int64_t n_in, int64_t rank, int64_t n_out, float scale, int accumulate,
+                int dtype, int nthreads)
+{
+    if (!x || !a || !b || !y || rows < 0 || n_in < 0 || rank < 1 || n_out < 0)
+        return MC_CPU_EINVAL;
+    if (rank > MC_CPU_LORA_MAX_RANK) return MC_CPU_EINVAL;
+    int st = check_dtype(dtype);
+    if (st != MC_CPU_OK) return st;
+    if (rows == 0 || n_out == 0) return MC_CPU_OK;
+
+    /* Packed copies: a zero-padded to 8-column groups (the x @ a tiles' width), b
+     * in zero-padded panels of LORA_PANEL columns (see mc_cpu_lora.h). */
+    int64_t lda = (rank + 7) / 8 * 8, npan = (n_out + LORA_PANEL - 1) / LORA_PANEL;
+    size_t na = lda == rank ? 0 : (size_t)(n_in * lda);
+    float *bp = (float *)malloc((na + (size_t)(npan * rank * LORA_PANEL)) * sizeof(float));
+    if (!bp) return MC_CPU_ENOMEM;
+    float *ap = bp + npan * rank * LORA_PANEL;
+    for (int64_t p = 0; p < npan; p++) {
+        int64_t c0 = p * LORA_PANEL, nc = n_out - c0 < LORA_PANEL ? n_out - c0 : LORA_PANEL;
+        for (int64_t k = 0; k < rank; k++) {
+            float *d = bp + (p * rank + k) * LORA_PANEL;
+            memcpy(d, b + k * n_out + c0, (size_t)nc * sizeof(float));
+            memset(d + nc, 0, (size_t)(LORA_PANEL - nc) * sizeof(float));
+        }
+    }
+    for (int64_t k = 0; na && k < n_in; k++) {
+        memcpy(ap + k * lda, a + k * rank, (size_t)rank * sizeof(float));
+        memset(ap + k * lda + rank, 0, (size_t)(lda - rank) * sizeof(float));
+    }
+    job_t jb = make_job(OP_LORA, x, y, n_in, dtype);
+    jb.w = na ? ap : a;
+    jb.b = bp;
+    jb.lda = lda;
+    jb.rank = rank;
+    jb.n_out = n_out;
+    jb.scale = scale;
+    jb.acc = accumulate != 0;
+    /* Big float32 outputs bypass the caches: no read-for-ownership of lines that are
+     * entirely overwritten (float16 rows are converted from scratch instead). */
+    jb.nt = !jb.acc && dtype == MC_CPU_F32 && rows * n_out >= MC_CPU_LORA_STREAM_MIN;
+    int64_t next = 0;
+    jb.next = &next;
+    jb.r1 = rows;
+    jb.avx2 = cpu_has_avx2();
+    int nt = clamp_threads(nthreads);
+    if (rows * rank * (n_in + n_out) < MC_CPU_LORA_PARALLEL_MIN) nt = 1;
+    int64_t blocks = (rows + LORA_ROWS - 1) / LORA_ROWS;
+    if ((int64_t)nt > blocks) nt = (int)blocks;
+    job_t jobs[MAX_THREADS];
+    for (int t = 0; t < nt; t++) jobs[t] = jb;
+    st = run_jobs(jobs, nt);
+    free(bp);
+    return st;
 }
