@@ -120,7 +120,9 @@ def main(argv=None):
         _say(f"import time: {n} fresh subprocesses per library ...")
         imp = imports.import_times(names, n, log=_say)
         for k, r in imp["results"].items():
-            _say(f"  import {k:28s} {harness.fmt_time(r['stats']['median'])}")
+            ip = r.get("in_process")
+            _say(f"  import {k:28s} {harness.fmt_time(ip['median']) if ip else '-'} in process, "
+                 f"{harness.fmt_time(r['stats']['median'])} whole process minus bare python")
         _say(f"  `import metalcandle` imports numpy: {imp['numpy_imported']}")
 
     phases["import"] = time.perf_counter() - t_start - sum(phases.values())

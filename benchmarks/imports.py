@@ -1,7 +1,10 @@
-"""Import time: ``python -c "import X"`` minus ``python -c pass``, from fresh subprocesses.
+"""Import time from fresh subprocesses, two ways: the ``import X`` statement timed inside the
+process (``perf_counter_ns`` around it: the import alone, without the interpreter start-up whose
+noise on these VMs is larger than the imports measured), and ``python -c "import X"`` minus
+``python -c pass`` (whole-process wall time, difference of medians).
 
 Every target runs ``n`` (>= 7) times, interleaved round-robin with the bare interpreter so drift
-hits all alike; the report is the difference of medians. One untimed import of each target comes
+hits all alike. One untimed import of each target comes
 first: with an editable (meson-python) install, an import after a source change rebuilds.
 
 With an editable (meson-python) install, "metalcandle" is timed in a wheel layout: the files of
@@ -78,36 +81,46 @@ def _editable_stale(build):
     return b"no work to do" not in r.stdout
 
 
+def _timed(module):
+    """Code that imports ``module`` and prints the ns the import statement took."""
+    return (f"import time as _t; _s = _t.perf_counter_ns(); import {module}; "
+            f"print(_t.perf_counter_ns() - _s)")
+
+
 def _spawn(code, env, cwd, timeout=60):
+    """(wall ns of the process, ns it printed or None), or None if it failed."""
     # The timeout guards against an editable install rebuilding (or a build lock) mid-run.
     t0 = time.perf_counter_ns()
     try:
         r = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True,
-                           timeout=timeout)
+                           timeout=timeout, text=True)
     except subprocess.TimeoutExpired:
         return None
     dt = time.perf_counter_ns() - t0
-    return dt if r.returncode == 0 else None
+    if r.returncode != 0:
+        return None
+    out = r.stdout.strip()
+    return dt, (int(out) if out.isdigit() else None)
 
 
 def import_times(names, n, log=print):
     """{"results": {target: result}, "baseline": stats, "numpy_imported": bool|None}."""
     cwd = tempfile.gettempdir()   # away from the repo, so `import benchmarks` etc. cannot shadow
     env = dict(os.environ)
-    targets = [(nm, f"import {MODULES[nm]}", env) for nm in names if nm in MODULES]
+    targets = [(nm, _timed(MODULES[nm]), env) for nm in names if nm in MODULES]
     notes = []
     wenv, wtmp, build = wheel_layout() if "metalcandle" in names else (None, None, None)
     if wenv is not None:
         # Editable install: "metalcandle" is the wheel layout (what a user pays); the editable
         # import, which runs ninja first, is timed too unless it would time a rebuild.
         i = [t[0] for t in targets].index("metalcandle")
-        targets[i] = ("metalcandle", "import metalcandle", wenv)
+        targets[i] = ("metalcandle", _timed("metalcandle"), wenv)
         if _editable_stale(build):
             notes.append("metalcandle (editable): not timed, the build is out of date (sources "
                          "edited since the last build), so each import would time a rebuild")
         else:
-            targets.insert(1, ("metalcandle (editable, incl. ninja check)", "import metalcandle",
-                               env))
+            targets.insert(1, ("metalcandle (editable, incl. ninja check)",
+                               _timed("metalcandle"), env))
     base = ("python -c pass", "pass", env)
     ok = []
     for t in targets:   # untimed first import: rebuilds, bytecode caches
@@ -116,13 +129,16 @@ def import_times(names, n, log=print):
         else:
             ok.append(t)
     samples = {t[0]: [] for t in [base] + ok}
+    inproc = {t[0]: [] for t in ok}
     every = [base] + ok
     for r in range(n):
         k = r % len(every)
         for name, code, e in every[k:] + every[:k]:
-            dt = _spawn(code, e, cwd)
-            if dt is not None:
-                samples[name].append(dt)
+            res = _spawn(code, e, cwd)
+            if res is not None:
+                samples[name].append(res[0])
+                if res[1] is not None:
+                    inproc[name].append(res[1])
     b = summarize(samples[base[0]])
     results = {}
     for name, _, _ in ok:
@@ -132,7 +148,9 @@ def import_times(names, n, log=print):
         # The difference of medians; the spread stays that of the raw runs (as IQR width).
         results[name] = {"stats": {"median": st["median"] - b["median"], "raw": st,
                                    "iqr_width": st["q3"] - st["q1"], "n": st["n"]},
-                         "samples": samples[name], "note": "minus median of `python -c pass`"}
+                         "in_process": summarize(inproc[name]),
+                         "samples": samples[name], "in_process_samples": inproc[name],
+                         "note": "minus median of `python -c pass`"}
     numpy_imported = None
     probe = "import sys, metalcandle; print('numpy' in sys.modules)"
     for e in ([wenv, env] if "metalcandle" in names else []):
