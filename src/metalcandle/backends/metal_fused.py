@@ -11,7 +11,7 @@ layer_norm                      layernorm_{block,looped}                        
 log_softmax (last axis)         softmax_log_{block,looped}                             1
 rope                            rope_{traditional,split}                               1
 lora                            lora_down (t = scale * x @ a, once), lora_up (t @ b)   2
-lora_linear                     lora_down, matmul_tiled (x @ w), lora_up (+= t @ b)    3
+lora_linear                     lora_down, lora_linear (tiled x @ w + t @ b [+ bias])  2
 scaled_dot_product_attention    attention_sdpa                                         1
 ==============================  =====================================================  ======
 
@@ -192,8 +192,8 @@ def _lora(backend, node, x, w, bias, a, b, scale):
     if sfx is None or n_in == 0 or rank == 0:
         return None
     rows = x.size // n_in
-    names = [f"lora_down_{sfx}", f"lora_up_{sfx}"] + ([f"matmul_tiled_{sfx}"] if w is not None else [])
-    if rows > _INT32_MAX or n_out > _INT32_MAX or not _all_kernels(backend, *names):
+    names = [f"lora_down_{sfx}", f"lora_up_{sfx}" if w is None else f"lora_linear_{sfx}"]
+    if max(rows, n_in, n_out) > _INT32_MAX or not _all_kernels(backend, *names):
         return None
     bound = _contig_all(backend, x, w, bias, a, b)
     if bound is None:
@@ -208,12 +208,15 @@ def _lora(backend, node, x, w, bias, a, b, scale):
     out = backend.empty(node.shape, NP[node._dtype_code])
     ob = backend.binding(out)
     if w is not None:
-        # 2. out = x @ w (the tiled matmul), then lora_up accumulates onto it.
-        dev.dispatch(names[2], [xb, wb, ob, matmul_args(rows, n_out, n_in)],
-                     ((n_out + 31) // 32, (rows + 31) // 32, 1), (16, 16, 1), writes=[2])
-    # 3. out (+)= t @ b (+ bias): one thread per output element, rank multiply-adds each.
+        # 2. out = x @ w + t @ b (+ bias): the tiled matmul with a rank-long epilogue on the
+        # same float accumulators.
+        dev.dispatch(names[1], [xb, wb, tb, bb, biasb, ob, matmul_args(rows, n_out, n_in), args],
+                     ((n_out + 31) // 32, (rows + 31) // 32, 1), (16, 16, 1),
+                     constants={0: bias is not None}, writes=[5])
+        return out
+    # 2. out = t @ b: one thread per output element, rank multiply-adds each.
     dev.dispatch(names[1], [tb, bb, biasb, ob, args], (n_out, rows, 1), (min(256, n_out), 1, 1),
-                 threads=True, constants={0: bias is not None, 1: w is not None}, writes=[3])
+                 threads=True, constants={0: False}, writes=[3])
     return out
 
 
