@@ -344,6 +344,18 @@ def test_softmax_half(nf, half, axis):
     check(nf.log_softmax(x, axis), ref_log_softmax(x, axis), key)
 
 
+def test_half_rows_threaded_blocks(nf):
+    # float16 through the threaded C branch: rows claimed in blocks from a shared counter
+    # (301 rows of 700: 23-row blocks and a partial last one), one scratch row per thread.
+    g = rng(61)
+    x, w = randn(g, (301, 700), 3.0, np.float16), randn(g, (700,))
+    out = poisoned(x.shape, np.float16)
+    assert nf.softmax(x, -1, out=out) is out
+    check(out, ref_softmax(x, -1), np.float16)
+    check(nf.rms_norm(x, w, 1e-5, out=poisoned(x.shape, np.float16)), ref_rms(x, w, 1e-5),
+          np.float16)
+
+
 # ---------------------------------------------------------------- RMSNorm / LayerNorm suite
 
 def test_rms_norm_1d(nf):

@@ -17,69 +17,7 @@
 
 static int baseline_only = 0; /* mc_cpu_set_baseline_only */
 
-/* GCC and Clang define __FLT16_MANT_DIG__ exactly when _Float16 exists. */
-#if defined(__FLT16_MANT_DIG__)
-#define MC_HAVE_F16 1
-typedef _Float16 mc_half;
-
-/* x86 builds for the baseline ISA convert _Float16 in software (a libgcc call per
- * element, ~40x slower); when the CPU has F16C, use loops compiled for it. */
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(__F16C__) && \
-    (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
-#define MC_F16C_DISPATCH 1
-#include <immintrin.h>
-
-__attribute__((target("avx,f16c"))) static void h2f_f16c(const mc_half *h, float *f, int64_t n)
-{
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(f + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
-    for (; i < n; i++) f[i] = (float)h[i];
-}
-
-__attribute__((target("avx,f16c"))) static void f2h_f16c(const float *f, mc_half *h, int64_t n)
-{
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(h + i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(f + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) h[i] = (mc_half)f[i];
-}
-#endif
-
-static void h2f(const mc_half *h, float *f, int64_t n, int fast)
-{
-#ifdef MC_F16C_DISPATCH
-    if (fast) {
-        h2f_f16c(h, f, n);
-        return;
-    }
-#endif
-    (void)fast;
-    for (int64_t i = 0; i < n; i++) f[i] = (float)h[i];
-}
-
-static void f2h(const float *f, mc_half *h, int64_t n, int fast)
-{
-#ifdef MC_F16C_DISPATCH
-    if (fast) {
-        f2h_f16c(f, h, n);
-        return;
-    }
-#endif
-    (void)fast;
-    for (int64_t i = 0; i < n; i++) h[i] = (mc_half)f[i];
-}
-
-static int cpu_has_f16c(void)
-{
-#ifdef MC_F16C_DISPATCH
-    return !baseline_only && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
-#else
-    return 0;
-#endif
-}
-#endif
+#include "mc_cpu_half.h"
 
 #define MAX_THREADS 16
 
@@ -213,15 +151,20 @@ static void run_row(const job_t *jb, const float *x, float *y)
 /* Threads claim LoRA blocks from a shared counter rather than a fixed share of
  * rows: a thread on a busy core (say, BLAS workers still spinning after the
  * previous matmul) claims fewer blocks instead of holding up the join. */
-static int64_t claim_rows(job_t *jb)
+static int64_t claim_block(int64_t *next, int64_t k)
 {
 #ifdef MC_HAVE_PTHREADS
-    return __atomic_fetch_add(jb->next, LORA_ROWS, __ATOMIC_RELAXED);
+    return __atomic_fetch_add(next, k, __ATOMIC_RELAXED);
 #else
-    int64_t r0 = *jb->next;
-    *jb->next += LORA_ROWS;
+    int64_t r0 = *next;
+    *next += k;
     return r0;
 #endif
+}
+
+static int64_t claim_rows(job_t *jb)
+{
+    return claim_block(jb->next, LORA_ROWS);
 }
 
 static void lora_job(job_t *jb)
@@ -274,40 +217,71 @@ static void lora_job(job_t *jb)
     jb->status = MC_CPU_OK;
 }
 
-static void run_job(job_t *jb)
+/* Row kernels: rows [r0, r1) (float16 through the float32 scratch row buf). */
+static void run_row_range(const job_t *jb, int64_t r0, int64_t r1, float *buf)
 {
     int64_t n = jb->n;
-    if (jb->op == OP_LORA) {
-        lora_job(jb);
-        return;
-    }
     if (jb->dtype == MC_CPU_F32) {
         const float *x = (const float *)jb->x;
         float *y = (float *)jb->y;
-        for (int64_t r = jb->r0; r < jb->r1; r++) run_row(jb, x + r * n, y + r * n);
-        jb->status = MC_CPU_OK;
+        for (int64_t r = r0; r < r1; r++) run_row(jb, x + r * n, y + r * n);
         return;
     }
 #ifdef MC_HAVE_F16
-    /* float16 rows go through a float32 scratch row. */
-    float *buf = (float *)malloc((size_t)n * sizeof(float));
-    if (!buf) {
-        jb->status = MC_CPU_ENOMEM;
-        return;
-    }
     const mc_half *x = (const mc_half *)jb->x;
     mc_half *y = (mc_half *)jb->y;
     int fast = cpu_has_f16c();
-    for (int64_t r = jb->r0; r < jb->r1; r++) {
+    for (int64_t r = r0; r < r1; r++) {
         h2f(x + r * n, buf, n, fast);
         run_row(jb, buf, buf);
         f2h(buf, y + r * n, n, fast);
     }
+#else
+    (void)buf;
+#endif
+}
+
+/* Rows per claimed block of a row kernel: about 64 KiB of float32 input. */
+static int64_t row_block(int64_t n)
+{
+    int64_t b = (int64_t)(1 << 14) / (n > 0 ? n : 1);
+    return b < 1 ? 1 : b;
+}
+
+static void run_job(job_t *jb)
+{
+    if (jb->op == OP_LORA) {
+        lora_job(jb);
+        return;
+    }
+    float *buf = NULL;
+    if (jb->dtype != MC_CPU_F32) {
+#ifdef MC_HAVE_F16
+        buf = (float *)malloc((size_t)jb->n * sizeof(float));
+        if (!buf) {
+            jb->status = MC_CPU_ENOMEM;
+            return;
+        }
+#else
+        jb->status = MC_CPU_EUNSUPPORTED;
+        return;
+#endif
+    }
+    if (!jb->next) {
+        run_row_range(jb, jb->r0, jb->r1, buf);
+    } else {
+        /* Blocks are claimed from a shared counter, as LoRA's are: a thread whose core is
+         * busy (OpenBLAS's workers spin for ~0.1 s after each BLAS call) does fewer blocks
+         * instead of holding up the join with a fixed half of the rows. */
+        int64_t blk = row_block(jb->n);
+        for (;;) {
+            int64_t r0 = claim_block(jb->next, blk);
+            if (r0 >= jb->r1) break;
+            run_row_range(jb, r0, r0 + blk < jb->r1 ? r0 + blk : jb->r1, buf);
+        }
+    }
     free(buf);
     jb->status = MC_CPU_OK;
-#else
-    jb->status = MC_CPU_EUNSUPPORTED;
-#endif
 }
 
 #ifdef MC_HAVE_PTHREADS
@@ -366,11 +340,13 @@ static int run_rows(job_t proto, int64_t rows, int nthreads)
     if (rows * proto.n < MC_CPU_PARALLEL_MIN) nt = 1;
     if ((int64_t)nt > rows) nt = (int)rows;
     job_t jobs[MAX_THREADS];
+    int64_t next = 0;
     proto.avx2 = cpu_has_avx2();
     for (int t = 0; t < nt; t++) {
         jobs[t] = proto;
-        jobs[t].r0 = rows * t / nt;
-        jobs[t].r1 = rows * (t + 1) / nt;
+        jobs[t].r0 = 0;
+        jobs[t].r1 = rows;
+        jobs[t].next = nt > 1 ? &next : NULL;
         jobs[t].status = MC_CPU_OK;
     }
     return run_jobs(jobs, nt);
