@@ -162,12 +162,17 @@ cdef bint _single(Tensor t) except -1:
     r = _fast_run(t, t.op, ins, None)
     if r is None:
         return False
-    t.data = r
-    t.status = 1
-    t.inputs = ()
+    _commit(t, r)
     _stats["evals"] += 1
     _stats["nodes"] += 1
     return True
+
+
+cdef inline void _commit(Tensor t, object data):
+    # The node holds its value from now on and lets go of its inputs (they can be freed).
+    t.data = data
+    t.status = 1
+    t.inputs = ()
 
 
 @cython.boundscheck(False)
@@ -252,10 +257,7 @@ cdef _run(list outs, bint *locked):
                 guard[0].__exit__(None, None, None)
         for i in range(n):
             if kept[i]:
-                t = <Tensor>order[i]
-                t.data = vals[i]
-                t.status = 1
-                t.inputs = ()
+                _commit(<Tensor>order[i], vals[i])
         _stats["evals"] += 1
         _stats["nodes"] += n
     finally:

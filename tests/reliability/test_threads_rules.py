@@ -46,12 +46,16 @@ def test_shared_evaluated_tensors_are_read_while_other_threads_build_on_them(dev
     assert np.array_equal(base, keep)
 
 
+def evaluated_on_device(a, scale):
+    """An evaluated tensor computed on the current device (a * scale), and its float64 value."""
+    t = mc.asarray(a) * scale
+    t.eval()
+    return t, as_f64(np.asarray(t))
+
+
 def test_pending_graphs_handed_to_other_threads_for_evaluation(device, rand):
     n = 6 if device == "metal" else 40
-    base = rand((8, 12), "float32")
-    x = mc.asarray(base) * 1.0
-    x.eval()
-    x64 = as_f64(np.asarray(x))
+    x, x64 = evaluated_on_device(rand((8, 12), "float32"), 1.0)
     todo, done = queue.Queue(), queue.Queue()
 
     def work(k):
@@ -83,10 +87,7 @@ def test_pending_graphs_handed_to_other_threads_for_evaluation(device, rand):
 
 def test_each_thread_evaluates_its_own_graphs_over_shared_inputs(device, rand):
     iters = 6 if device == "metal" else 50
-    a = rand((32, 32), "float32")
-    shared = mc.asarray(a) * 0.5
-    shared.eval()
-    s64 = as_f64(np.asarray(shared))
+    shared, s64 = evaluated_on_device(rand((32, 32), "float32"), 0.5)
 
     def work(k):
         own = mc.array(np.full((32, 32), k + 1, np.float32))

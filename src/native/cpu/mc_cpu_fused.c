@@ -117,12 +117,12 @@ typedef struct {
     const void *x;
     void *y;
     const float *w, *b; /* LoRA: w is a (n x lda), b is b packed in panels */
-    int64_t r0, r1, n;  /* LoRA: n is n_in */
+    int64_t r1, n;      /* rows; row length (LoRA: n_in) */
     float eps;
     int64_t lda, rank, n_out; /* LoRA only */
     float scale;
-    int acc, nt;
-    int64_t *next; /* LoRA: first row not yet claimed, shared by the threads */
+    int acc, nt;   /* LoRA: y +=, and non-temporal (streaming) stores of y */
+    int64_t *next; /* first row not yet claimed, shared by the threads; r1 is the row count */
 } job_t;
 
 static void run_row(const job_t *jb, const float *x, float *y)
@@ -148,9 +148,9 @@ static void run_row(const job_t *jb, const float *x, float *y)
  * serves all of them. */
 #define LORA_ROWS 24
 
-/* Threads claim LoRA blocks from a shared counter rather than a fixed share of
- * rows: a thread on a busy core (say, BLAS workers still spinning after the
- * previous matmul) claims fewer blocks instead of holding up the join. */
+/* Threads claim blocks of k rows from a shared counter rather than a fixed share
+ * of the rows: a thread on a busy core (OpenBLAS's workers spin for ~0.1 s after
+ * each BLAS call) claims fewer blocks instead of holding up the join. */
 static int64_t claim_block(int64_t *next, int64_t k)
 {
 #ifdef MC_HAVE_PTHREADS
@@ -160,11 +160,6 @@ static int64_t claim_block(int64_t *next, int64_t k)
     *next += k;
     return r0;
 #endif
-}
-
-static int64_t claim_rows(job_t *jb)
-{
-    return claim_block(jb->next, LORA_ROWS);
 }
 
 static void lora_job(job_t *jb)
@@ -186,7 +181,7 @@ static void lora_job(job_t *jb)
 #ifdef MC_AVX2_DISPATCH
     int avx2 = jb->avx2 && __builtin_cpu_supports("fma");
 #endif
-    for (int64_t r0; (r0 = claim_rows(jb)) < jb->r1;) {
+    for (int64_t r0; (r0 = claim_block(jb->next, LORA_ROWS)) < jb->r1;) {
         int64_t nr = jb->r1 - r0 < LORA_ROWS ? jb->r1 - r0 : LORA_ROWS;
         const float *x = (const float *)jb->x + r0 * n_in;
         float *y = (float *)jb->y + r0 * n_out;
@@ -267,19 +262,9 @@ static void run_job(job_t *jb)
         return;
 #endif
     }
-    if (!jb->next) {
-        run_row_range(jb, jb->r0, jb->r1, buf);
-    } else {
-        /* Blocks are claimed from a shared counter, as LoRA's are: a thread whose core is
-         * busy (OpenBLAS's workers spin for ~0.1 s after each BLAS call) does fewer blocks
-         * instead of holding up the join with a fixed half of the rows. */
-        int64_t blk = row_block(jb->n);
-        for (;;) {
-            int64_t r0 = claim_block(jb->next, blk);
-            if (r0 >= jb->r1) break;
-            run_row_range(jb, r0, r0 + blk < jb->r1 ? r0 + blk : jb->r1, buf);
-        }
-    }
+    int64_t blk = row_block(jb->n);
+    for (int64_t r0; (r0 = claim_block(jb->next, blk)) < jb->r1;)
+        run_row_range(jb, r0, r0 + blk < jb->r1 ? r0 + blk : jb->r1, buf);
     free(buf);
     jb->status = MC_CPU_OK;
 }
@@ -344,9 +329,8 @@ static int run_rows(job_t proto, int64_t rows, int nthreads)
     proto.avx2 = cpu_has_avx2();
     for (int t = 0; t < nt; t++) {
         jobs[t] = proto;
-        jobs[t].r0 = 0;
         jobs[t].r1 = rows;
-        jobs[t].next = nt > 1 ? &next : NULL;
+        jobs[t].next = &next;
         jobs[t].status = MC_CPU_OK;
     }
     return run_jobs(jobs, nt);
